@@ -1,1 +1,169 @@
-fn main() {}
+//! `cargo xtask`: set up a fresh machine and run the project's main jobs.
+//!
+//! - `cargo xtask test`: installs missing Debian packages, then runs the fast tier (unit and
+//!   in-process tests) and the end-to-end tier (network namespaces; needs root), in release mode.
+//! - `cargo xtask demo`: installs missing Debian packages, then runs the demo.
+//! - `cargo xtask lint`: rustfmt and clippy, as CI runs them.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+/// Debian packages the testbed and its experiments need on the machine (and so inside every
+/// emulated node, which shares the machine's filesystem).
+const PACKAGES: &[(&str, &str)] = &[
+    ("iproute2", "ip, tc and bridge: namespaces, links, qdiscs"),
+    ("util-linux", "unshare: a hostname (UTS namespace) per node"),
+    ("iputils-ping", "ping between nodes"),
+    ("iperf3", "TCP/UDP throughput and cross traffic"),
+    ("openmpi-bin", "mpirun across guests"),
+    ("libopenmpi-dev", "mpicc, to build the MPI test program"),
+    ("procps", "process tools used by the tests"),
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("demo") => demo(&args[1..]),
+        Some("lint") => lint(),
+        Some("install") => install(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n  test [--fast]   install what is missing, run the fast and end-to-end tests\n  demo            install what is missing, run the demo\n  lint            rustfmt --check and clippy -D warnings\n  install         only install the Debian packages the project needs"
+            );
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+/// Installs the packages of [`PACKAGES`] that are missing, saying which and why.
+fn install() -> Result<()> {
+    let missing: Vec<&(&str, &str)> = PACKAGES.iter().filter(|(p, _)| !installed(p)).collect();
+    if missing.is_empty() {
+        eprintln!("xtask: Debian packages present: {}", PACKAGES.iter().map(|p| p.0).collect::<Vec<_>>().join(", "));
+        return Ok(());
+    }
+    eprintln!("xtask: installing missing Debian packages:");
+    for (p, why) in &missing {
+        eprintln!("  {p:<16} {why}");
+    }
+    if !nix_is_root() {
+        bail!("installing packages needs root: run as root, or install them by hand");
+    }
+    let names: Vec<&str> = missing.iter().map(|p| p.0).collect();
+    let apt = || {
+        let mut c = Command::new("apt-get");
+        c.env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-q", "--no-install-recommends"]).args(&names);
+        c
+    };
+    if run(&mut apt()).is_err() {
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        run(&mut apt())?;
+    }
+    Ok(())
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let fast_only = args.iter().any(|a| a == "--fast");
+    let t = Instant::now();
+    eprintln!("xtask: fast tier (unit and in-process tests)");
+    run(cargo().args(["test", "--workspace", "--release"]))?;
+    let fast = t.elapsed();
+    if fast_only {
+        eprintln!("xtask: fast tier passed in {:.0} s", fast.as_secs_f64());
+        return Ok(());
+    }
+    install()?;
+    if !nix_is_root() {
+        bail!("the end-to-end tier builds network namespaces and needs root");
+    }
+    eprintln!("xtask: end-to-end tier (network namespaces, one test at a time)");
+    run(cargo().args(["test", "--workspace", "--release", "--", "--ignored", "--test-threads=1"]))?;
+    eprintln!(
+        "xtask: all tests passed in {:.0} s (fast tier {:.0} s)",
+        t.elapsed().as_secs_f64(),
+        fast.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn lint() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--release", "--", "-D", "warnings"]))
+}
+
+/// Until the adaptive demo exists: brings up `single-cluster`, runs patterns all-to-all on its
+/// eight guests in `direct` and in `vxlan` mode, and prints both results side by side.
+fn demo(args: &[String]) -> Result<()> {
+    if let Some(a) = args.first() {
+        bail!("demo takes no arguments (got `{a}`)");
+    }
+    install()?;
+    if !nix_is_root() {
+        bail!("the demo builds network namespaces and needs root");
+    }
+    run(cargo().args(["build", "--release", "-p", "experiments", "--bins"]))?;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?;
+    let testbed = root.join("target/release/testbed");
+    let scenario = root.join("experiments/scenarios/single-cluster.toml");
+    let patterns_args = ["--topology", "all-to-all", "--op", "exchange", "--size", "64KiB", "--iterations", "30", "--compute", "20"];
+    let mut results = Vec::new();
+    for mode in ["direct", "vxlan"] {
+        eprintln!("\nxtask demo: single-cluster in {mode} mode: patterns all-to-all on 8 guests");
+        let up = run(Command::new(&testbed).args(["up"]).arg(&scenario).args(["--run", "demo", "--network", mode]));
+        let out = up.and_then(|()| {
+            let out = Command::new(&testbed).args(["patterns", "demo", "--"]).args(patterns_args).output()?;
+            if !out.status.success() {
+                bail!("patterns failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        });
+        let down = run(Command::new(&testbed).args(["down", "demo"]));
+        let summary: serde_json::Value = serde_json::from_str(&out?).context("patterns summary")?;
+        down?;
+        results.push((mode, summary));
+    }
+    println!("\npatterns all-to-all, 8 guests, 30 iterations of 64 KiB messages, scenario single-cluster");
+    println!("{:<8} {:>12} {:>16} {:>14} {:>12}", "network", "total s", "iteration p50 s", "iteration p95 s", "MB sent");
+    for (mode, s) in &results {
+        let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{mode:<8} {:>12.2} {:>16.3} {:>14.3} {:>12.1}",
+            f("total_s"),
+            f("iter_median_s"),
+            f("iter_p95_s"),
+            f("bytes_sent") / 1e6
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! `testbed`: build, inspect, use and remove emulated multi-site testbeds.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use experiments::linkemu;
+use experiments::testbed::{self, Mode};
+
+/// Emulated multi-site testbeds: hosts, guests, the Proxy and the user's machine as network
+/// namespaces, joined by emulated links, each host in its own CPU cgroup.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build a scenario (removing leftovers of an earlier run of the same name first).
+    Up {
+        /// Scenario file (TOML), e.g. experiments/scenarios/single-cluster.toml.
+        scenario: PathBuf,
+        /// Run name (default: the scenario's name).
+        #[arg(long)]
+        run: Option<String>,
+        /// How guests reach each other and the user's LAN.
+        #[arg(long, value_enum, default_value_t = Mode::Direct)]
+        network: Mode,
+    },
+    /// Show a run's nodes and links.
+    Status {
+        /// Run name; without it, list the runs on this machine.
+        name: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command on a node (host, guest, proxy, user or a site switch `sw-SITE`).
+    Exec {
+        /// Run name.
+        name: String,
+        /// Node name, e.g. vm3.
+        node: String,
+        /// Command and arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Run `patterns` with one rank per guest; prints rank 0's JSON summary.
+    Patterns {
+        /// Run name.
+        name: String,
+        /// Number of ranks (the first N guests; default all).
+        #[arg(short = 'n', long)]
+        ranks: Option<usize>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Arguments for patterns (topology, op, size, iterations, ...).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run an MPI program (Open MPI) with one rank on each of the first N guests.
+    Mpirun {
+        /// Run name.
+        name: String,
+        /// Number of ranks.
+        #[arg(short = 'n', long)]
+        ranks: usize,
+        /// Program and arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// (internal) Remote-shell agent for mpirun: `rsh RUN HOST COMMAND...`.
+    #[command(hide = true)]
+    Rsh {
+        /// Run name.
+        name: String,
+        /// Options ssh would take, then the host, then the command words.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        words: Vec<String>,
+    },
+    /// Remove a run (or every run), leaving nothing behind.
+    Down {
+        /// Run name.
+        name: Option<String>,
+        /// Remove every run on this machine.
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+    },
+    /// (internal) Run one link emulator; prints "ready" once its TAP devices exist.
+    #[command(hide = true)]
+    Linkemu {
+        /// The link, as JSON.
+        #[arg(long)]
+        spec: String,
+    },
+    /// (internal) Burn all CPU this cgroup allows, from a given time on.
+    #[command(hide = true)]
+    Hog {
+        /// Seconds to wait before starting.
+        #[arg(long, default_value_t = 0.0)]
+        after: f64,
+    },
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("testbed: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Up { scenario, run, network } => {
+            let state = testbed::up(&scenario, run.as_deref(), network)?;
+            let guests = state.plan.nodes.iter().filter(|n| n.kind == testbed::NodeKind::Guest).count();
+            println!(
+                "run `{}` is up in {:.2} s: {} nodes, {} guests, {} link emulators, network {}",
+                state.run,
+                state.up_seconds.unwrap_or_default(),
+                state.plan.nodes.len(),
+                guests,
+                state.emulators.len(),
+                state.plan.mode
+            );
+            Ok(())
+        }
+        Cmd::Status { name: None, .. } => {
+            for r in testbed::runs() {
+                println!("{r}");
+            }
+            Ok(())
+        }
+        Cmd::Status { name: Some(name), json } => {
+            let s = testbed::status(&name)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print_status(&s);
+            }
+            if s.healthy {
+                Ok(())
+            } else {
+                bail!("run `{name}` is damaged: some namespace or link emulator is gone")
+            }
+        }
+        Cmd::Exec { name, node, cmd } => Err(testbed::exec(&name, &node, &cmd)),
+        Cmd::Patterns { name, ranks, timeout, args } => {
+            let summary = testbed::run_patterns(&name, ranks, &args, Duration::from_secs(timeout))?;
+            println!("{summary}");
+            Ok(())
+        }
+        Cmd::Mpirun { name, ranks, cmd } => {
+            let status = testbed::mpirun(&name, ranks, &cmd)?;
+            if status.success() {
+                Ok(())
+            } else {
+                bail!("mpirun exited with {status}")
+            }
+        }
+        Cmd::Rsh { name, words } => {
+            // Skip any ssh-style options Open MPI may put before the host name.
+            let mut words = words.into_iter().skip_while(|w| w.starts_with('-'));
+            let host = words.next().context("rsh: no host given")?;
+            let rest: Vec<String> = words.collect();
+            Err(testbed::rsh(&name, &host, &rest))
+        }
+        Cmd::Down { all: true, .. } => {
+            for r in testbed::runs() {
+                let removed = testbed::down(&r)?;
+                println!("run `{r}` removed: {removed}");
+            }
+            Ok(())
+        }
+        Cmd::Down { name: Some(name), .. } => {
+            let removed = testbed::down(&name)?;
+            if removed.anything() {
+                println!("run `{name}` removed: {removed}");
+            } else {
+                println!("run `{name}`: nothing to remove");
+            }
+            Ok(())
+        }
+        Cmd::Down { .. } => bail!("say which run to take down, or --all"),
+        Cmd::Linkemu { spec } => {
+            let spec: linkemu::LinkSpec = serde_json::from_str(&spec).context("bad link spec")?;
+            let stop = Arc::new(AtomicBool::new(false));
+            signal_hook_stop(&stop)?;
+            linkemu::run(&spec, || println!("ready"), &stop)
+        }
+        Cmd::Hog { after } => {
+            std::thread::sleep(Duration::from_secs_f64(after.max(0.0)));
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    std::thread::spawn(|| {
+                        let t = Instant::now();
+                        let mut x = 1u64;
+                        loop {
+                            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+                            if x == 0 && t.elapsed().is_zero() {
+                                break;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                let _ = h.join();
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Sets `stop` on SIGTERM or SIGINT.
+fn signal_hook_stop(stop: &Arc<AtomicBool>) -> Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    static STOP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    extern "C" fn on_signal(_: libc::c_int) {
+        if let Some(s) = STOP.get() {
+            s.store(true, Ordering::SeqCst);
+        }
+    }
+    let _ = STOP.set(stop.clone());
+    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler only performs an atomic store, which is async-signal-safe.
+        unsafe { sigaction(sig, &action) }.context("install signal handler")?;
+    }
+    Ok(())
+}
+
+fn print_status(s: &testbed::Status) {
+    println!(
+        "run {}  scenario {}  network {}  rate scale {}  up in {}",
+        s.run,
+        s.scenario.display(),
+        s.mode,
+        s.rate_scale,
+        s.up_seconds.map_or("(incomplete)".into(), |t| format!("{t:.2} s"))
+    );
+    println!("\n{:<14} {:<7} {:<16} {:<9} {:>6} {:>6}  namespace", "node", "kind", "address", "cgroup", "cpu", "procs");
+    for n in &s.nodes {
+        println!(
+            "{:<14} {:<7} {:<16} {:<9} {:>6} {:>6}  {}{}",
+            n.name,
+            format!("{:?}", n.kind).to_lowercase(),
+            n.ip.map(|i| i.to_string()).unwrap_or_default(),
+            n.cgroup,
+            n.cpu_quota.map_or("-".into(), |q| format!("{q:.2}")),
+            n.processes,
+            n.netns,
+            if n.alive { "" } else { "  (MISSING)" }
+        );
+    }
+    println!(
+        "\n{:<28} {:<9} {:>12} {:>9} {:>9} {:>6} {:>9}  state",
+        "link", "kind", "rate Mbit/s", "delay ms", "jitter ms", "loss", "queue B"
+    );
+    for w in &s.wires {
+        #[allow(clippy::cast_precision_loss)]
+        let rate = if w.rate_bps == 0 { "-".to_string() } else { format!("{:.3}", w.rate_bps as f64 / 1e6) };
+        println!(
+            "{:<28} {:<9} {:>12} {:>9.3} {:>9.3} {:>6} {:>9}  {}",
+            w.name,
+            w.kind,
+            rate,
+            w.delay_ms,
+            w.jitter_ms,
+            w.loss,
+            w.queue_bytes,
+            match (w.pid, w.alive) {
+                (Some(p), true) => format!("pid {p}"),
+                (Some(p), false) => format!("pid {p} DEAD"),
+                _ => "kernel".into(),
+            }
+        );
+    }
+}

@@ -1,0 +1,471 @@
+//! The build plan: what a scenario becomes, as plain data, before anything touches the kernel.
+//!
+//! Layout of a run (every name carries the run's name, so that `down` finds everything):
+//!
+//! - one network namespace per node, `tb-RUN.NODE`: a namespace per site switch (`sw-SITE`, with
+//!   bridge `br0`), per host, per guest, and `proxy` and `user`;
+//! - every host and the Proxy has one underlay interface `eth0` on its site's switch, with an
+//!   address in 10.200.0.0/16; the sites' switches are joined by the scenario's links into one
+//!   bridged underlay (a tree of sites);
+//! - the user's LAN: `user`'s `eth0` is cabled to the Proxy's LAN bridge `br0` (port `user`);
+//! - a guest's NIC is its `eth0`, with its fixed MAC and address on the guest subnet; how it reaches
+//!   the others is the network mode ([`Mode`]), the one seam that later modes (vnet) plug into;
+//! - a wire with delay, jitter or loss is a pair of TAP devices owned by a link-emulator process;
+//!   a wire with only a rate is a veth pair shaped by `tbf` at both ends; others are plain veths.
+//!
+//! No interface is ever created in the root namespace: veths are created directly inside their
+//! namespaces and TAPs are born inside theirs, so Linux's 15-character interface names only bound
+//! the short names used inside namespaces.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::linkemu::model::bdp_queue_bytes;
+use crate::scenario::{LinkShape, Scenario, USER_MAC};
+
+/// How guests' NICs reach each other and the user's LAN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// No overlay: each host bridges its guests onto its underlay uplink, and the Proxy bridges the
+    /// user's LAN onto its own, so the user's LAN stretches over the sites' links.
+    Direct,
+    /// The in-kernel overlay reference: a VXLAN full mesh between the hosts and the Proxy, with
+    /// the underlay MTU raised to carry 1500-byte guest frames.
+    Vxlan,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Direct => "direct",
+            Mode::Vxlan => "vxlan",
+        })
+    }
+}
+
+/// MTU of every guest NIC.
+pub const GUEST_MTU: u32 = 1500;
+/// VXLAN adds 50 bytes (outer Ethernet excluded) to a guest frame.
+const VXLAN_OVERHEAD: u32 = 50;
+/// VXLAN network identifier used by `vxlan` mode.
+const VNI: u32 = 42;
+
+/// What kind of node a namespace holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    /// A site's switch (a bridge).
+    Switch,
+    /// An emulated physical host.
+    Host,
+    /// A guest (VM) on a host.
+    Guest,
+    /// The Proxy, on the user's network.
+    Proxy,
+    /// The user's machine.
+    User,
+}
+
+/// One node of the run: a network namespace (and, but for switches, a UTS namespace).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Node {
+    /// Node name: `hostN`, `vmN`, `proxy`, `user`, `sw-SITE`.
+    pub name: String,
+    /// What it is.
+    pub kind: NodeKind,
+    /// Network namespace name.
+    pub netns: String,
+    /// The CPU cgroup whose quota its processes run under (a guest's is its host's).
+    pub cgroup: String,
+    /// Address on the underlay (hosts and Proxy) or on the guest subnet (guests, user).
+    pub ip: Option<Ipv4Addr>,
+}
+
+/// One end of a wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct End {
+    /// Network namespace.
+    pub netns: String,
+    /// Interface name inside it.
+    pub ifname: String,
+}
+
+/// A cable between two namespaces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Wire {
+    /// Human name, e.g. `host3-sw-cluster` or `cluster-proxysite`.
+    pub name: String,
+    /// One end.
+    pub a: End,
+    /// The other end.
+    pub b: End,
+    /// Shape, both directions; `None` for an ideal cable.
+    pub shape: Option<LinkShape>,
+    /// Whether the scenario defines this wire (site links and access links) rather than it being
+    /// internal plumbing (guest NICs, the user's cable).
+    pub emulated: bool,
+}
+
+impl Wire {
+    /// True when a user-space link emulator carries it (delay, jitter or loss to emulate).
+    #[must_use]
+    pub fn needs_emulator(&self) -> bool {
+        self.shape.is_some_and(|s| !s.kernel_only())
+    }
+
+    /// The FIFO size for this wire's shape.
+    #[must_use]
+    pub fn queue_bytes(&self) -> u64 {
+        self.shape.map_or(0, |s| {
+            s.queue_bytes.unwrap_or_else(|| bdp_queue_bytes(s.rate_bps, 2 * s.delay))
+        })
+    }
+}
+
+/// A command-stream for one tool in one namespace (`ip -n NS -batch -`, `tc ...`, `bridge ...`).
+pub type Batches = BTreeMap<String, Vec<String>>;
+
+/// Everything `up` creates, in the order it creates it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    /// Run name.
+    pub run: String,
+    /// Network mode.
+    pub mode: Mode,
+    /// Underlay MTU actually used (raised in vxlan mode).
+    pub underlay_mtu: u32,
+    /// Every node.
+    pub nodes: Vec<Node>,
+    /// Every wire.
+    pub wires: Vec<Wire>,
+    /// `ip` commands per namespace, run after every wire exists.
+    pub ip: Batches,
+    /// `tc` commands per namespace.
+    pub tc: Batches,
+    /// `bridge` commands per namespace.
+    pub bridge: Batches,
+    /// CPU quota per cgroup (cores); `None` = unlimited.
+    pub cgroups: BTreeMap<String, Option<f64>>,
+}
+
+/// Namespace name of a node of a run: `tb-RUN.NODE` (run and node names never hold a dot, so
+/// no run's names are a prefix of another's).
+#[must_use]
+pub fn netns_name(run: &str, node: &str) -> String {
+    format!("{}{node}", netns_prefix(run))
+}
+
+/// The prefix of every namespace of a run.
+#[must_use]
+pub fn netns_prefix(run: &str) -> String {
+    format!("tb-{run}.")
+}
+
+/// The cgroup holding the link emulators of a run (no quota: it is the network, not a host).
+pub const NET_CGROUP: &str = "net";
+
+/// Underlay address of host `index` (from 1).
+#[must_use]
+pub fn host_underlay_ip(index: usize) -> Ipv4Addr {
+    let i = u32::try_from(index).unwrap_or(u32::MAX);
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 200, 0, 0)) + i)
+}
+
+/// Underlay address of the Proxy.
+pub const PROXY_UNDERLAY_IP: Ipv4Addr = Ipv4Addr::new(10, 200, 255, 254);
+const UNDERLAY_PREFIX: u8 = 16;
+
+impl Plan {
+    /// Builds the plan of `scenario` for run `run` in `mode`.
+    #[must_use]
+    pub fn new(scenario: &Scenario, run: &str, mode: Mode) -> Plan {
+        let mtu = match mode {
+            Mode::Direct => scenario.underlay_mtu,
+            Mode::Vxlan => scenario.underlay_mtu.max(GUEST_MTU + VXLAN_OVERHEAD),
+        };
+        let mut p = Plan {
+            run: run.to_string(),
+            mode,
+            underlay_mtu: mtu,
+            nodes: Vec::new(),
+            wires: Vec::new(),
+            ip: Batches::new(),
+            tc: Batches::new(),
+            bridge: Batches::new(),
+            cgroups: BTreeMap::new(),
+        };
+        let ns = |node: &str| netns_name(run, node);
+        let sw = |site: usize| format!("sw-{}", scenario.sites[site].name);
+        let (subnet, prefix) = scenario.guest_subnet;
+        let _ = subnet;
+
+        // Nodes.
+        for s in 0..scenario.sites.len() {
+            p.node(&sw(s), NodeKind::Switch, NET_CGROUP, None);
+        }
+        for h in &scenario.hosts {
+            p.node(&h.name, NodeKind::Host, &h.name, Some(host_underlay_ip(h.index)));
+            p.cgroups.insert(h.name.clone(), h.cpu);
+        }
+        for g in &scenario.guests {
+            p.node(&g.name, NodeKind::Guest, &scenario.hosts[g.host].name, Some(g.ip));
+        }
+        p.node("proxy", NodeKind::Proxy, "proxy", Some(PROXY_UNDERLAY_IP));
+        p.node("user", NodeKind::User, "user", Some(scenario.user_ip()));
+        for c in [NET_CGROUP, "proxy", "user"] {
+            p.cgroups.insert(c.to_string(), None);
+        }
+
+        // Switches: a bridge each.
+        for s in 0..scenario.sites.len() {
+            let cmds = p.ip.entry(ns(&sw(s))).or_default();
+            cmds.push(format!("link add br0 mtu {mtu} type bridge stp_state 0 mcast_snooping 0"));
+        }
+
+        // Access wires: hosts and the Proxy to their site's switch.
+        let uplinks: Vec<(String, usize, Ipv4Addr)> = scenario
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), h.site, host_underlay_ip(h.index)))
+            .chain(std::iter::once(("proxy".to_string(), scenario.proxy_site, PROXY_UNDERLAY_IP)))
+            .collect();
+        for (node, site, _) in &uplinks {
+            let port = if node == "proxy" { "px".to_string() } else { format!("h{}", &node[4..]) };
+            let shape = scenario.sites[*site].access;
+            p.wire(
+                format!("{node}-{}", sw(*site)),
+                End { netns: ns(node), ifname: "eth0".into() },
+                End { netns: ns(&sw(*site)), ifname: port.clone() },
+                (shape.rate_bps > 0 || !shape.kernel_only()).then_some(shape),
+                true,
+            );
+            p.port_of(&ns(&sw(*site)), &port, "br0", mtu);
+        }
+
+        // Site links.
+        for (k, l) in scenario.links.iter().enumerate() {
+            let ifname = format!("l{k}");
+            p.wire(
+                format!("{}-{}", scenario.sites[l.a].name, scenario.sites[l.b].name),
+                End { netns: ns(&sw(l.a)), ifname: ifname.clone() },
+                End { netns: ns(&sw(l.b)), ifname: ifname.clone() },
+                Some(l.shape),
+                true,
+            );
+            p.port_of(&ns(&sw(l.a)), &ifname, "br0", mtu);
+            p.port_of(&ns(&sw(l.b)), &ifname, "br0", mtu);
+        }
+
+        // The user's LAN: user's eth0 cabled to the Proxy's LAN bridge.
+        p.wire(
+            "user-proxy".into(),
+            End { netns: ns("user"), ifname: "eth0".into() },
+            End { netns: ns("proxy"), ifname: "user".into() },
+            None,
+            false,
+        );
+        {
+            let c = p.ip.entry(ns("proxy")).or_default();
+            c.push(format!("link add br0 mtu {GUEST_MTU} type bridge stp_state 0 mcast_snooping 0"));
+        }
+        p.port_of(&ns("proxy"), "user", "br0", GUEST_MTU);
+        p.ip.entry(ns("user")).or_default().extend([
+            format!("link set eth0 address {USER_MAC} mtu {GUEST_MTU} up"),
+            format!("addr add {}/{prefix} dev eth0", scenario.user_ip()),
+        ]);
+
+        // Guests: a NIC each, cabled to a bridge on its host.
+        for h in &scenario.hosts {
+            p.ip.entry(ns(&h.name)).or_default().push(format!(
+                "link add br0 mtu {GUEST_MTU} type bridge stp_state 0 mcast_snooping 0"
+            ));
+        }
+        for g in &scenario.guests {
+            let host = &scenario.hosts[g.host].name;
+            let port = g.name.clone();
+            p.wire(
+                format!("{}-{host}", g.name),
+                End { netns: ns(&g.name), ifname: "eth0".into() },
+                End { netns: ns(host), ifname: port.clone() },
+                None,
+                false,
+            );
+            p.port_of(&ns(host), &port, "br0", GUEST_MTU);
+            p.ip.entry(ns(&g.name)).or_default().extend([
+                format!("link set eth0 address {} mtu {GUEST_MTU} up", g.mac),
+                format!("addr add {}/{prefix} dev eth0", g.ip),
+            ]);
+        }
+
+        // The mode: how each host's (and the Proxy's) guest bridge reaches the others.
+        for (node, _, ip) in &uplinks {
+            let c = p.ip.entry(ns(node)).or_default();
+            c.push(format!("link set eth0 mtu {mtu} up"));
+            match mode {
+                Mode::Direct => {
+                    // The uplink becomes a bridge port, so the node's own address moves to the bridge.
+                    c.push(format!("link set br0 mtu {mtu}"));
+                    c.push("link set eth0 master br0".into());
+                    c.push(format!("addr add {ip}/{UNDERLAY_PREFIX} dev br0"));
+                }
+                Mode::Vxlan => {
+                    c.push(format!("addr add {ip}/{UNDERLAY_PREFIX} dev eth0"));
+                    c.push(format!(
+                        "link add vxlan0 mtu {GUEST_MTU} type vxlan id {VNI} local {ip} dev eth0 dstport 4789 learning"
+                    ));
+                    c.push("link set vxlan0 master br0 up".into());
+                    let fdb = p.bridge.entry(ns(node)).or_default();
+                    for (_, _, peer) in uplinks.iter().filter(|(_, _, peer)| peer != ip) {
+                        fdb.push(format!("fdb append 00:00:00:00:00:00 dev vxlan0 dst {peer}"));
+                    }
+                }
+            }
+        }
+        for node in uplinks.iter().map(|u| u.0.as_str()) {
+            p.ip.entry(ns(node)).or_default().push("link set br0 up".into());
+        }
+        for s in 0..scenario.sites.len() {
+            p.ip.entry(ns(&sw(s))).or_default().push("link set br0 up".into());
+        }
+        for n in &p.nodes {
+            p.ip.entry(n.netns.clone()).or_default().insert(0, "link set lo up".into());
+        }
+
+        // Rate shaping of kernel-only wires: tbf on both ends' egress.
+        let shaped: Vec<(End, End, LinkShape, u64)> = p
+            .wires
+            .iter()
+            .filter(|w| !w.needs_emulator())
+            .filter_map(|w| w.shape.filter(|s| s.rate_bps > 0).map(|s| (w.a.clone(), w.b.clone(), s, w.queue_bytes())))
+            .collect();
+        for (a, b, s, queue) in shaped {
+            for end in [a, b] {
+                p.tc.entry(end.netns).or_default().push(tbf(&end.ifname, s.rate_bps, queue, mtu));
+            }
+        }
+        p
+    }
+
+    fn node(&mut self, name: &str, kind: NodeKind, cgroup: &str, ip: Option<Ipv4Addr>) {
+        self.nodes.push(Node {
+            name: name.to_string(),
+            kind,
+            netns: netns_name(&self.run, name),
+            cgroup: cgroup.to_string(),
+            ip,
+        });
+    }
+
+    fn wire(&mut self, name: String, a: End, b: End, shape: Option<LinkShape>, emulated: bool) {
+        self.wires.push(Wire { name, a, b, shape, emulated });
+    }
+
+    fn port_of(&mut self, netns: &str, ifname: &str, bridge: &str, mtu: u32) {
+        self.ip
+            .entry(netns.to_string())
+            .or_default()
+            .push(format!("link set {ifname} mtu {mtu} master {bridge} up"));
+    }
+
+    /// The node named `name`.
+    #[must_use]
+    pub fn node_named(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Largest frame on the underlay (Ethernet header and one VLAN tag included).
+    #[must_use]
+    pub fn max_frame(&self) -> usize {
+        self.underlay_mtu as usize + 18
+    }
+}
+
+/// A `tbf` qdisc: a FIFO of `queue` bytes drained at `rate`, with a bucket of one millisecond of
+/// traffic (at least two full frames) so that the kernel's timer granularity does not cut the rate.
+fn tbf(dev: &str, rate_bps: u64, queue: u64, mtu: u32) -> String {
+    let frame = u64::from(mtu) + 18;
+    let burst = (rate_bps / 8 / 1000).max(2 * frame);
+    format!("qdisc replace dev {dev} root tbf rate {rate_bps}bit burst {burst} limit {queue}")
+}
+
+/// Time for `bytes` at `rate_bps`.
+#[must_use]
+pub fn serialisation(bytes: u64, rate_bps: u64) -> Duration {
+    if rate_bps == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(bytes.saturating_mul(8_000_000_000) / rate_bps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn scenario() -> Scenario {
+        Scenario::parse(
+            Path::new("t.toml"),
+            r#"
+name = "t"
+rate_scale = 1
+[[site]]
+name = "a"
+hosts = 2
+access = { rate = "100mbit" }
+[[site]]
+name = "b"
+hosts = 1
+proxy = true
+[[link]]
+between = ["a", "b"]
+rate = "10mbit"
+delay = "5ms"
+"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn names_fit_linux_limits_and_carry_the_run() {
+        let p = Plan::new(&scenario(), "averyveryverylongrunname", Mode::Direct);
+        for w in &p.wires {
+            for e in [&w.a, &w.b] {
+                assert!(e.ifname.len() <= 15, "{}", e.ifname);
+                assert!(e.netns.starts_with("tb-averyveryverylongrunname."));
+            }
+        }
+        assert_eq!(p.nodes.len(), 2 + 3 + 3 + 2);
+    }
+
+    #[test]
+    fn wires_pick_kernel_or_emulator() {
+        let p = Plan::new(&scenario(), "r", Mode::Direct);
+        let site = p.wires.iter().find(|w| w.name == "a-b").unwrap();
+        assert!(site.needs_emulator());
+        let access = p.wires.iter().find(|w| w.name == "host1-sw-a").unwrap();
+        assert!(!access.needs_emulator());
+        assert!(p.tc["tb-r.host1"][0].contains("tbf rate 100000000bit"));
+        assert!(p.tc["tb-r.sw-a"].iter().any(|c| c.contains("dev h1 ")));
+        // host3 is on site b, which has no access rate: no shaping.
+        assert!(!p.tc.contains_key("tb-r.host3"));
+    }
+
+    #[test]
+    fn modes_differ_only_in_how_bridges_reach_out() {
+        let d = Plan::new(&scenario(), "r", Mode::Direct);
+        let v = Plan::new(&scenario(), "r", Mode::Vxlan);
+        assert_eq!(d.underlay_mtu, 1500);
+        assert_eq!(v.underlay_mtu, 1550);
+        assert!(d.ip["tb-r.host1"].iter().any(|c| c == "link set eth0 master br0"));
+        assert!(v.ip["tb-r.host1"].iter().any(|c| c.contains("type vxlan")));
+        // Full mesh: each VTEP (3 hosts + Proxy) floods to the 3 others.
+        assert_eq!(v.bridge["tb-r.proxy"].len(), 3);
+        // Guests look the same in both modes.
+        assert_eq!(d.ip["tb-r.vm2"], v.ip["tb-r.vm2"]);
+    }
+}

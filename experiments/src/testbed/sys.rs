@@ -1,0 +1,330 @@
+//! The testbed's contact with the kernel: `ip`/`tc`/`bridge` batches, namespaces, cgroups.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sched::{setns, CloneFlags};
+
+/// Where `ip netns` keeps its namespace files.
+pub const NETNS_DIR: &str = "/run/netns";
+/// Where the testbed keeps the state of its runs.
+pub const STATE_DIR: &str = "/run/testbed";
+/// The cgroup v1 hierarchies a run's processes are placed in: `cpu` (quota) and `cpuacct` (usage).
+pub const CONTROLLERS: [&str; 2] = ["cpu", "cpuacct"];
+/// CFS period used for every quota.
+pub const CFS_PERIOD_US: u64 = 100_000;
+
+/// Runs `tool [-n NETNS] -batch -` with `lines` on stdin.
+///
+/// # Errors
+/// The tool's own message, with the batch's first lines for context, when it fails.
+pub fn batch(tool: &str, netns: Option<&str>, lines: &[String]) -> Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut cmd = Command::new(tool);
+    if let Some(ns) = netns {
+        cmd.args(["-n", ns]);
+    }
+    let mut child = cmd
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run `{tool}` (is iproute2 installed?)"))?;
+    let mut stdin = child.stdin.take().context("stdin of batch")?;
+    stdin.write_all((lines.join("\n") + "\n").as_bytes())?;
+    drop(stdin);
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        // `ip -batch` says "Command failed -:N": show that line.
+        let failed = err
+            .lines()
+            .find_map(|l| l.strip_prefix("Command failed -:"))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .and_then(|n| lines.get(n.wrapping_sub(1)))
+            .map(|l| format!(" (at `{tool} {l}`)"))
+            .unwrap_or_default();
+        bail!("{tool} in {}: {}{failed}", netns.unwrap_or("root namespace"), err.trim());
+    }
+    Ok(())
+}
+
+/// Runs `f` on a thread that has entered network namespace `netns`.
+///
+/// # Errors
+/// If the namespace cannot be entered, or `f` fails.
+pub fn in_netns<T: Send>(netns: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let path = Path::new(NETNS_DIR).join(netns);
+    let file = fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            setns(&file, CloneFlags::CLONE_NEWNET).with_context(|| format!("enter {netns}"))?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| bail!("thread in {netns} panicked"))
+    })
+}
+
+/// Writes a sysctl of the current thread's network namespace (e.g. `net/ipv6/conf/all/disable_ipv6`).
+///
+/// # Errors
+/// If the file cannot be written.
+pub fn sysctl(key: &str, value: &str) -> Result<()> {
+    let p = Path::new("/proc/sys").join(key);
+    fs::write(&p, value).with_context(|| format!("sysctl {key}={value}"))
+}
+
+/// Network namespace names whose name starts with `prefix`.
+#[must_use]
+pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(NETNS_DIR)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Whether network namespace `name` exists.
+#[must_use]
+pub fn netns_exists(name: &str) -> bool {
+    Path::new(NETNS_DIR).join(name).exists()
+}
+
+/// Pids of every process whose network namespace is one of `netns`.
+#[must_use]
+pub fn pids_in_netns(netns: &[String]) -> Vec<i32> {
+    let inodes: Vec<u64> = netns
+        .iter()
+        .filter_map(|n| fs::metadata(Path::new(NETNS_DIR).join(n)).ok())
+        .map(|m| m.ino())
+        .collect();
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let Ok(proc_dir) = fs::read_dir("/proc") else { return Vec::new() };
+    proc_dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|pid| fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| inodes.contains(&m.ino())))
+        .collect()
+}
+
+/// Sends `sig` to every pid, ignoring processes that are already gone.
+pub fn signal_all(pids: &[i32], sig: nix::sys::signal::Signal) {
+    for &pid in pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
+
+/// The cgroups of one run: `/sys/fs/cgroup/{cpu,cpuacct}/testbed/RUN/NODE`.
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    run: String,
+}
+
+impl Cgroups {
+    /// The cgroups of run `run`.
+    #[must_use]
+    pub fn new(run: &str) -> Self {
+        Cgroups { run: run.to_string() }
+    }
+
+    /// Directory of the run's cgroups in `controller`.
+    #[must_use]
+    pub fn run_dir(&self, controller: &str) -> PathBuf {
+        Path::new("/sys/fs/cgroup").join(controller).join("testbed").join(&self.run)
+    }
+
+    /// Directory of cgroup `name` in `controller`.
+    #[must_use]
+    pub fn dir(&self, controller: &str, name: &str) -> PathBuf {
+        self.run_dir(controller).join(name)
+    }
+
+    /// Creates cgroup `name` with a CPU quota in cores (`None` = unlimited).
+    ///
+    /// # Errors
+    /// If the cgroup cannot be created or the quota written.
+    pub fn create(&self, name: &str, cores: Option<f64>) -> Result<()> {
+        for c in CONTROLLERS {
+            let d = self.dir(c, name);
+            fs::create_dir_all(&d).with_context(|| format!("create cgroup {}", d.display()))?;
+        }
+        if let Some(cores) = cores {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+            let quota = (cores * CFS_PERIOD_US as f64).round().max(1000.0) as u64;
+            let d = self.dir("cpu", name);
+            fs::write(d.join("cpu.cfs_period_us"), CFS_PERIOD_US.to_string())?;
+            fs::write(d.join("cpu.cfs_quota_us"), quota.to_string())
+                .with_context(|| format!("set cpu.cfs_quota_us of {}", d.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Moves process `pid` into cgroup `name` (both controllers).
+    ///
+    /// # Errors
+    /// If the cgroup does not exist or the pid cannot be moved.
+    pub fn add(&self, name: &str, pid: u32) -> Result<()> {
+        for c in CONTROLLERS {
+            let f = self.dir(c, name).join("cgroup.procs");
+            fs::write(&f, pid.to_string()).with_context(|| format!("move pid {pid} into {}", f.display()))?;
+        }
+        Ok(())
+    }
+
+    /// CPU time used by cgroup `name` so far.
+    #[must_use]
+    pub fn usage(&self, name: &str) -> Option<Duration> {
+        let s = fs::read_to_string(self.dir("cpuacct", name).join("cpuacct.usage")).ok()?;
+        s.trim().parse().ok().map(Duration::from_nanos)
+    }
+
+    /// CPU quota of cgroup `name` in cores, `None` if unlimited.
+    #[must_use]
+    pub fn quota(&self, name: &str) -> Option<f64> {
+        let s = fs::read_to_string(self.dir("cpu", name).join("cpu.cfs_quota_us")).ok()?;
+        let q: i64 = s.trim().parse().ok()?;
+        #[allow(clippy::cast_precision_loss)]
+        (q > 0).then(|| q as f64 / CFS_PERIOD_US as f64)
+    }
+
+    /// Every pid in any of the run's cgroups.
+    #[must_use]
+    pub fn pids(&self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for c in CONTROLLERS {
+            let Ok(dirs) = fs::read_dir(self.run_dir(c)) else { continue };
+            for d in dirs.filter_map(|e| e.ok()) {
+                if let Ok(s) = fs::read_to_string(d.path().join("cgroup.procs")) {
+                    pids.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+                }
+            }
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// Pids in cgroup `name`.
+    #[must_use]
+    pub fn pids_of(&self, name: &str) -> Vec<i32> {
+        fs::read_to_string(self.dir("cpu", name).join("cgroup.procs"))
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Removes the run's cgroups (they must be empty of processes).
+    ///
+    /// # Errors
+    /// If a cgroup cannot be removed.
+    pub fn remove(&self) -> Result<()> {
+        for c in CONTROLLERS {
+            let dir = self.run_dir(c);
+            if let Ok(children) = fs::read_dir(&dir) {
+                for child in children.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
+                    fs::remove_dir(child.path()).with_context(|| format!("remove cgroup {}", child.path().display()))?;
+                }
+            }
+            if dir.exists() {
+                fs::remove_dir(&dir).with_context(|| format!("remove cgroup {}", dir.display()))?;
+            }
+            // The parent `testbed` cgroup goes with the last run (it fails while others exist).
+            if let Some(parent) = dir.parent() {
+                let _ = fs::remove_dir(parent);
+            }
+        }
+        Ok(())
+    }
+
+    /// Names of runs that have cgroups.
+    #[must_use]
+    pub fn runs() -> Vec<String> {
+        let mut v = Vec::new();
+        for c in CONTROLLERS {
+            if let Ok(d) = fs::read_dir(Path::new("/sys/fs/cgroup").join(c).join("testbed")) {
+                v.extend(d.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()));
+            }
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Kills every process of the given cgroups and namespaces, waiting until they are gone.
+///
+/// # Errors
+/// If processes survive SIGKILL for five seconds.
+pub fn kill_everything(cgroups: &Cgroups, netns: &[String]) -> Result<()> {
+    let find = || {
+        let mut p = cgroups.pids();
+        p.extend(pids_in_netns(netns));
+        let me = i32::try_from(std::process::id()).unwrap_or(-1);
+        p.retain(|&x| x != me);
+        p.sort_unstable();
+        p.dedup();
+        p
+    };
+    let pids = find();
+    if pids.is_empty() {
+        return Ok(());
+    }
+    signal_all(&pids, nix::sys::signal::Signal::SIGTERM);
+    let start = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let left = find();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_millis(500) {
+            signal_all(&left, nix::sys::signal::Signal::SIGKILL);
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            bail!("processes {left:?} survive SIGKILL");
+        }
+    }
+}
+
+/// Creates a persistent UTS namespace at `file` whose hostname is `hostname`.
+///
+/// # Errors
+/// If `unshare` fails.
+pub fn create_uts(file: &Path, hostname: &str) -> Result<()> {
+    fs::File::create(file).with_context(|| format!("create {}", file.display()))?;
+    let out = Command::new("unshare")
+        .arg(format!("--uts={}", file.display()))
+        .args(["hostname", hostname])
+        .output()
+        .context("cannot run `unshare` (util-linux)")?;
+    if !out.status.success() {
+        bail!("unshare --uts={}: {}", file.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Unmounts and removes every persistent UTS namespace file in `dir`, then `dir`.
+pub fn remove_uts_dir(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.filter_map(|e| e.ok()) {
+            let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}

@@ -1,0 +1,252 @@
+//! End-to-end tests of the testbed in real network namespaces (need root; run by
+//! `cargo xtask test`, which passes `--ignored --test-threads=1`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn testbed() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_testbed"))
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(format!("{name}.toml"))
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A run that is taken down when the test ends, whether it passed or not.
+struct Run {
+    name: String,
+}
+
+impl Run {
+    fn up(scenario_name: &str, run: &str, mode: &str) -> Run {
+        let r = Run { name: run.to_string() };
+        let out = testbed()
+            .args(["up"])
+            .arg(scenario(scenario_name))
+            .args(["--run", run, "--network", mode])
+            .output()
+            .unwrap();
+        ok(out, &format!("testbed up {scenario_name} --network {mode}"));
+        r
+    }
+
+    fn exec(&self, node: &str, cmd: &[&str]) -> Output {
+        testbed().args(["exec", &self.name, node, "--"]).args(cmd).output().unwrap()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = testbed().args(["status", &self.name, "--json"]).output().unwrap();
+        serde_json::from_str(&ok(out, "status")).unwrap()
+    }
+
+    fn nodes(&self, kind: &str) -> Vec<(String, String)> {
+        self.status()["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == kind)
+            .map(|n| (n["name"].as_str().unwrap().to_string(), n["ip"].as_str().unwrap_or("").to_string()))
+            .collect()
+    }
+
+    fn patterns(&self, args: &[&str]) -> serde_json::Value {
+        let out = testbed().args(["patterns", &self.name, "--timeout", "300", "--"]).args(args).output().unwrap();
+        serde_json::from_str(ok(out, "testbed patterns").trim()).unwrap()
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = testbed().args(["down", &self.name]).stdout(Stdio::null()).status();
+        assert_nothing_left(&self.name);
+    }
+}
+
+/// Nothing of run `run` remains: namespaces, cgroups, state, processes.
+fn assert_nothing_left(run: &str) {
+    let prefix = format!("tb-{run}.");
+    let netns: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(&prefix)).collect())
+        .unwrap_or_default();
+    assert!(netns.is_empty(), "namespaces left behind: {netns:?}");
+    for c in ["cpu", "cpuacct"] {
+        let d = Path::new("/sys/fs/cgroup").join(c).join("testbed").join(run);
+        assert!(!d.exists(), "cgroup left behind: {}", d.display());
+    }
+    assert!(!Path::new("/run/testbed").join(run).exists(), "state left behind");
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    let stray: Vec<&str> = ps.lines().filter(|l| l.contains(&format!("tb-{run}.")) || l.contains("\"name\"")).collect();
+    assert!(stray.is_empty(), "processes left behind: {stray:?}");
+}
+
+/// Every guest pings every other guest (and `user` when `with_user`) with full 1500-byte packets
+/// that must not be fragmented.
+fn all_pairs_ping(run: &Run, with_user: bool) {
+    let guests = run.nodes("guest");
+    let mut targets: Vec<String> = guests.iter().map(|g| g.1.clone()).collect();
+    if with_user {
+        targets.push(run.nodes("user")[0].1.clone());
+    }
+    let children: Vec<_> = guests
+        .iter()
+        .map(|(name, ip)| {
+            let script = targets
+                .iter()
+                .filter(|t| *t != ip)
+                .map(|t| format!("ping -q -c 2 -i 0.2 -W 3 -M do -s 1472 {t} >/dev/null || echo unreachable {t}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let child = testbed()
+                .args(["exec", &run.name, name, "--", "sh", "-c", &script])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (name.clone(), child)
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for (name, child) in children {
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        for l in text.lines() {
+            failures.push(format!("{name}: {l}"));
+        }
+    }
+    assert!(failures.is_empty(), "ping -M do -s 1472 failed: {failures:?}");
+}
+
+fn all_to_all(run: &Run) {
+    let s = run.patterns(&["--topology", "all-to-all", "--op", "exchange", "--size", "16KiB", "--iterations", "5"]);
+    let n = run.nodes("guest").len() as u64;
+    assert_eq!(s["n"], n);
+    // Every rank sends one message to each other rank per iteration.
+    assert_eq!(s["bytes_sent"].as_u64().unwrap(), n * (n - 1) * 16 * 1024 * 5);
+}
+
+fn scenario_round_trip(name: &str) {
+    {
+        let run = Run::up(name, &format!("t-{name}"), "direct");
+        assert_eq!(run.status()["healthy"], true);
+        all_pairs_ping(&run, true);
+        all_to_all(&run);
+    }
+    {
+        let run = Run::up(name, &format!("t-{name}"), "vxlan");
+        all_pairs_ping(&run, false);
+        all_to_all(&run);
+    }
+}
+
+#[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
+fn single_cluster_direct_and_vxlan() {
+    scenario_round_trip("single-cluster");
+}
+
+#[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
+fn two_clusters_direct_and_vxlan() {
+    scenario_round_trip("two-clusters");
+}
+
+#[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
+fn man_direct_and_vxlan() {
+    scenario_round_trip("man");
+}
+
+#[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
+fn wan_direct_and_vxlan() {
+    scenario_round_trip("wan");
+}
+
+#[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
+fn nodes_are_separate_machines() {
+    let run = Run::up("two-clusters", "t-nodes", "direct");
+    let out = ok(run.exec("vm3", &["hostname"]), "hostname");
+    assert_eq!(out.trim(), "vm3");
+    let out = ok(run.exec("host5", &["hostname"]), "hostname");
+    assert_eq!(out.trim(), "host5");
+    // A guest has exactly lo and eth0, with its fixed MAC and MTU 1500, and no IPv6.
+    let out = ok(run.exec("vm3", &["ip", "-o", "link"]), "ip link");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains("mtu 1500") && out.contains("02:56:4e:00:00:03"), "{out}");
+    let out = ok(run.exec("vm3", &["ip", "-6", "-o", "addr"]), "ip -6 addr");
+    assert!(out.trim().is_empty(), "IPv6 should be off: {out}");
+    // /sys shows the node's own interfaces.
+    let out = ok(run.exec("vm3", &["ls", "/sys/class/net"]), "ls /sys/class/net");
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["eth0", "lo"]);
+    // Processes started on a guest run in its host's cgroup.
+    let out = ok(run.exec("vm3", &["cat", "/proc/self/cgroup"]), "cgroup");
+    assert!(out.contains("cpu:/testbed/t-nodes/host3"), "{out}");
+}
+
+#[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
+fn killed_up_is_cleaned_by_down_and_up() {
+    for delay_ms in [150u64, 400] {
+        let mut child = testbed()
+            .args(["up"])
+            .arg(scenario("wan"))
+            .args(["--run", "t-kill"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        if delay_ms == 150 {
+            // `down` removes what the killed `up` left.
+            ok(testbed().args(["down", "t-kill"]).output().unwrap(), "down");
+            assert_nothing_left("t-kill");
+        } else {
+            // `up` of the same name removes the leftovers first, then builds a healthy run.
+            let run = Run::up("wan", "t-kill", "direct");
+            assert_eq!(run.status()["healthy"], true);
+        }
+    }
+}
+
+#[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
+fn cpu_hog_slows_only_its_own_host() {
+    let run = Run::up("single-cluster", "t-hog", "direct");
+    // Compute only, on vm1 and vm2 (hosts 1 and 2), with a hog on host 2 half way through.
+    let compute = |vm: &str| -> f64 {
+        let out = run.exec(vm, &[
+            env!("CARGO_BIN_EXE_patterns"),
+            "--rank", "0", "--peers", "127.0.0.1:0", "--topology", "ring",
+            "--iterations", "10", "--compute", "20",
+        ]);
+        let text = ok(out, "patterns compute");
+        let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        v["compute_s"].as_f64().unwrap()
+    };
+    let base = compute("vm1");
+    let hog = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["exec", "t-hog", "host2", "--", env!("CARGO_BIN_EXE_testbed"), "hog"])
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let with_hog = compute("vm1");
+    let hogged = compute("vm2");
+    drop(hog);
+    eprintln!("vm1 compute: {base:.3} s alone, {with_hog:.3} s with a hog on host2; vm2 (on host2) {hogged:.3} s; {:?}", t.elapsed());
+    assert!((with_hog / base - 1.0).abs() < 0.10, "vm1 slowed by a hog on another host: {base} -> {with_hog}");
+    assert!(hogged > 1.3 * base, "the hog should slow its own host: {base} vs {hogged}");
+}
