@@ -167,7 +167,11 @@ pub struct Scenario {
 /// MAC of guest `index`: locally administered, unicast, stable across modes and runs.
 #[must_use]
 pub fn guest_mac(index: usize) -> String {
-    format!("02:56:4e:00:{:02x}:{:02x}", (index >> 8) & 0xff, index & 0xff)
+    format!(
+        "02:56:4e:00:{:02x}:{:02x}",
+        (index >> 8) & 0xff,
+        index & 0xff
+    )
 }
 
 /// MAC of the user's machine.
@@ -311,7 +315,12 @@ impl Ctx<'_> {
         let before = &self.text[..start];
         let line = before.matches('\n').count() + 1;
         let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        ScenarioError { file: self.file.to_path_buf(), line, column, message: message.to_string() }
+        ScenarioError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            message: message.to_string(),
+        }
     }
 
     fn parse<T>(
@@ -368,7 +377,13 @@ impl Scenario {
     #[must_use]
     pub fn site_path(&self, from: usize, to: usize) -> Vec<usize> {
         // Depth-first search over the tree of sites.
-        fn walk(s: &Scenario, at: usize, to: usize, came: Option<usize>, path: &mut Vec<usize>) -> bool {
+        fn walk(
+            s: &Scenario,
+            at: usize,
+            to: usize,
+            came: Option<usize>,
+            path: &mut Vec<usize>,
+        ) -> bool {
             if at == to {
                 return true;
             }
@@ -400,7 +415,10 @@ impl Scenario {
 fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
     let name = f.name.get_ref().clone();
     if !valid_name(&name) {
-        return Err(cx.err(f.name.span(), "name must be 1-24 characters of a-z, 0-9 and '-'"));
+        return Err(cx.err(
+            f.name.span(),
+            "name must be 1-24 characters of a-z, 0-9 and '-'",
+        ));
     }
     let scale = *f.rate_scale.get_ref();
     if !(scale > 0.0 && scale <= 100.0) {
@@ -431,33 +449,59 @@ fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
     for s in &f.site {
         let n = s.name.get_ref();
         if !valid_name(n) {
-            return Err(cx.err(s.name.span(), "site name must be 1-24 characters of a-z, 0-9 and '-'"));
+            return Err(cx.err(
+                s.name.span(),
+                "site name must be 1-24 characters of a-z, 0-9 and '-'",
+            ));
         }
         if !seen.insert(n.clone()) {
             return Err(cx.err(s.name.span(), format!("duplicate site name `{n}`")));
         }
         let access = match &s.access {
             Some(a) => shape(cx, a, scale)?,
-            None => LinkShape { rate_bps: 0, delay: Duration::ZERO, jitter: Duration::ZERO, loss: 0.0, queue_bytes: None },
+            None => LinkShape {
+                rate_bps: 0,
+                delay: Duration::ZERO,
+                jitter: Duration::ZERO,
+                loss: 0.0,
+                queue_bytes: None,
+            },
         };
         let site = sites.len();
         if s.proxy {
             if proxy_site.is_some() {
-                return Err(cx.err(s.name.span(), "a second site with `proxy = true`: there is one Proxy"));
+                return Err(cx.err(
+                    s.name.span(),
+                    "a second site with `proxy = true`: there is one Proxy",
+                ));
             }
             proxy_site = Some(site);
         }
         for _ in 0..s.hosts {
             let index = hosts.len() + 1;
-            hosts.push(Host { name: format!("host{index}"), index, site, cpu: default_cpu });
+            hosts.push(Host {
+                name: format!("host{index}"),
+                index,
+                site,
+                cpu: default_cpu,
+            });
         }
-        sites.push(Site { name: n.clone(), access });
+        sites.push(Site {
+            name: n.clone(),
+            access,
+        });
     }
     if hosts.is_empty() {
-        return Err(cx.err(f.site[0].name.span(), "no hosts: give some site `hosts = N`"));
+        return Err(cx.err(
+            f.site[0].name.span(),
+            "no hosts: give some site `hosts = N`",
+        ));
     }
     let Some(proxy_site) = proxy_site else {
-        return Err(cx.err(0..0, "no site has `proxy = true`: say where the Proxy and the user are"));
+        return Err(cx.err(
+            0..0,
+            "no site has `proxy = true`: say where the Proxy and the user are",
+        ));
     };
     let site_of = |s: &Spanned<String>| {
         sites
@@ -469,7 +513,16 @@ fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
         hosts
             .iter()
             .position(|h| &h.name == s.get_ref())
-            .ok_or_else(|| cx.err(s.span(), format!("no host named `{}` (hosts are host1..host{})", s.get_ref(), hosts.len())))
+            .ok_or_else(|| {
+                cx.err(
+                    s.span(),
+                    format!(
+                        "no host named `{}` (hosts are host1..host{})",
+                        s.get_ref(),
+                        hosts.len()
+                    ),
+                )
+            })
     };
 
     let mut overridden = HashSet::new();
@@ -477,7 +530,10 @@ fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
     for h in &f.host {
         let i = host_of(&hosts, &h.name)?;
         if !overridden.insert(i) {
-            return Err(cx.err(h.name.span(), format!("duplicate [[host]] entry for `{}`", h.name.get_ref())));
+            return Err(cx.err(
+                h.name.span(),
+                format!("duplicate [[host]] entry for `{}`", h.name.get_ref()),
+            ));
         }
         if let Some(c) = &h.cpu {
             host_cpu.insert(i, check_cpu(cx, c)?);
@@ -515,13 +571,20 @@ fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
         if l.rate.is_none() {
             return Err(cx.err(l.between.span(), "a link between sites needs a `rate`"));
         }
-        links.push(SiteLink { a: ia, b: ib, shape });
+        links.push(SiteLink {
+            a: ia,
+            b: ib,
+            shape,
+        });
     }
     for s in 1..sites.len() {
         if root(&mut component, s) != root(&mut component, 0) {
             return Err(cx.err(
                 f.site[s].name.span(),
-                format!("site `{}` is not linked to site `{}`: add a [[link]]", sites[s].name, sites[0].name),
+                format!(
+                    "site `{}` is not linked to site `{}`: add a [[link]]",
+                    sites[s].name, sites[0].name
+                ),
             ));
         }
     }
@@ -538,7 +601,10 @@ fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
         for (k, g) in f.guest.iter().enumerate() {
             let want = format!("vm{}", k + 1);
             if g.name.get_ref() != &want {
-                return Err(cx.err(g.name.span(), format!("guests are named vm1..vmN in order: expected `{want}`")));
+                return Err(cx.err(
+                    g.name.span(),
+                    format!("guests are named vm1..vmN in order: expected `{want}`"),
+                ));
             }
             let memory = match &g.memory {
                 Some(m) => cx.parse(m, parse_bytes)?,
@@ -548,7 +614,13 @@ fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
         }
     }
     if guests.len() > capacity {
-        return Err(cx.err(f.guest_subnet.span(), format!("guest_subnet holds {capacity} guests, the scenario has {}", guests.len())));
+        return Err(cx.err(
+            f.guest_subnet.span(),
+            format!(
+                "guest_subnet holds {capacity} guests, the scenario has {}",
+                guests.len()
+            ),
+        ));
     }
     let guests = guests
         .into_iter()
@@ -573,7 +645,13 @@ fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
         if n == "proxy" || hosts.iter().any(|h| &h.name == n) {
             Ok(n.clone())
         } else {
-            Err(cx.err(s.span(), format!("no underlay node named `{n}` (hosts host1..host{}, proxy)", hosts.len())))
+            Err(cx.err(
+                s.span(),
+                format!(
+                    "no underlay node named `{n}` (hosts host1..host{}, proxy)",
+                    hosts.len()
+                ),
+            ))
         }
     };
     let start_of = |s: &Option<Spanned<String>>| match s {
@@ -590,11 +668,19 @@ fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
         if rate_bps == 0 {
             return Err(cx.err(c.rate.span(), "cross traffic rate must be positive"));
         }
-        cross_traffic.push(CrossTraffic { from, to, rate_bps, start: start_of(&c.start)? });
+        cross_traffic.push(CrossTraffic {
+            from,
+            to,
+            rate_bps,
+            start: start_of(&c.start)?,
+        });
     }
     let mut cpu_hogs = Vec::new();
     for h in &f.cpu_hog {
-        cpu_hogs.push(CpuHog { host: host_of(&hosts, &h.host)?, start: start_of(&h.start)? });
+        cpu_hogs.push(CpuHog {
+            host: host_of(&hosts, &h.host)?,
+            start: start_of(&h.start)?,
+        });
     }
 
     Ok(Scenario {
@@ -616,7 +702,8 @@ fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
 
 fn valid_name(s: &str) -> bool {
     (1..=24).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
 }
 
@@ -631,7 +718,11 @@ fn check_cpu(cx: &Ctx, c: &Spanned<f64>) -> Result<f64, ScenarioError> {
 
 fn scaled(rate: u64, scale: f64) -> u64 {
     // Rates are at most a few Gbit/s, far inside f64's exact integer range.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
     let r = (rate as f64 * scale).round() as u64;
     r
 }
@@ -646,7 +737,10 @@ fn shape(cx: &Ctx, s: &FileShape, scale: f64) -> Result<LinkShape, ScenarioError
             let r0 = cx.parse(r, parse_rate)?;
             let r1 = scaled(r0, scale);
             if r1 < 64_000 {
-                return Err(cx.err(r.span(), format!("rate {} scaled by {scale} is below 64 kbit/s", r.get_ref())));
+                return Err(cx.err(
+                    r.span(),
+                    format!("rate {} scaled by {scale} is below 64 kbit/s", r.get_ref()),
+                ));
             }
             r1
         }
@@ -670,21 +764,34 @@ fn shape(cx: &Ctx, s: &FileShape, scale: f64) -> Result<LinkShape, ScenarioError
         Some(q) => {
             let b = cx.parse(q, parse_bytes)?;
             if b < 2000 {
-                return Err(cx.err(q.span(), "queue must hold at least one full frame (2000 bytes)"));
+                return Err(cx.err(
+                    q.span(),
+                    "queue must hold at least one full frame (2000 bytes)",
+                ));
             }
             Some(b)
         }
         None => None,
     };
-    Ok(LinkShape { rate_bps, delay, jitter, loss, queue_bytes })
+    Ok(LinkShape {
+        rate_bps,
+        delay,
+        jitter,
+        loss,
+        queue_bytes,
+    })
 }
 
 /// Splits `"12.5ms"` into (12.5, "ms").
 fn number_unit(s: &str) -> Result<(f64, String), String> {
     let s = s.trim();
-    let cut = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let cut = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(cut);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` does not start with a number"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` does not start with a number"))?;
     if !n.is_finite() || n < 0.0 {
         return Err(format!("`{s}`: must be a non-negative number"));
     }
@@ -692,7 +799,7 @@ fn number_unit(s: &str) -> Result<(f64, String), String> {
 }
 
 fn to_u64(x: f64) -> Result<u64, String> {
-    if x >= 0.0 && x < 1.8e19 {
+    if (0.0..1.8e19).contains(&x) {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         Ok(x.round() as u64)
     } else {
@@ -711,7 +818,11 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         "kbit" | "k" | "kb" => 1e3,
         "mbit" | "m" | "mb" => 1e6,
         "gbit" | "g" | "gb" => 1e9,
-        _ => return Err(format!("`{s}`: unknown rate unit `{unit}` (use bit, kbit, mbit or gbit)")),
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown rate unit `{unit}` (use bit, kbit, mbit or gbit)"
+            ))
+        }
     };
     to_u64(n * mult)
 }
@@ -728,7 +839,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => n * 1e6,
         "s" => n * 1e9,
         "" => return Err(format!("`{s}`: a duration needs a unit (ns, us, ms, s)")),
-        _ => return Err(format!("`{s}`: unknown duration unit `{unit}` (use ns, us, ms or s)")),
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown duration unit `{unit}` (use ns, us, ms or s)"
+            ))
+        }
     };
     if ns > 3.6e12 {
         return Err(format!("`{s}`: longer than an hour"));
@@ -750,15 +865,25 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "kib" | "k" => 1024.0,
         "mib" | "m" => 1024.0 * 1024.0,
         "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(format!("`{s}`: unknown size unit `{unit}` (use B, KiB, MiB, GiB, kB, MB, GB)")),
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown size unit `{unit}` (use B, KiB, MiB, GiB, kB, MB, GB)"
+            ))
+        }
     };
     to_u64(n * mult)
 }
 
 fn parse_subnet(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (ip, len) = s.split_once('/').ok_or_else(|| format!("`{s}`: expected ADDRESS/PREFIX, e.g. 10.10.0.0/24"))?;
-    let ip: Ipv4Addr = ip.parse().map_err(|_| format!("`{ip}` is not an IPv4 address"))?;
-    let len: u8 = len.parse().map_err(|_| format!("`{len}` is not a prefix length"))?;
+    let (ip, len) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}`: expected ADDRESS/PREFIX, e.g. 10.10.0.0/24"))?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("`{ip}` is not an IPv4 address"))?;
+    let len: u8 = len
+        .parse()
+        .map_err(|_| format!("`{len}` is not a prefix length"))?;
     if !(8..=29).contains(&len) {
         return Err("prefix length must be in 8..=29".into());
     }
@@ -860,7 +985,9 @@ cpu = 1.0
 
     #[test]
     fn loops_and_islands_are_rejected() {
-        let e = error_of(&format!("{GOOD}[[link]]\nbetween = [\"b\", \"a\"]\nrate = \"1mbit\"\n"));
+        let e = error_of(&format!(
+            "{GOOD}[[link]]\nbetween = [\"b\", \"a\"]\nrate = \"1mbit\"\n"
+        ));
         assert!(e.contains("closes a loop"), "{e}");
         let e = error_of(&GOOD.replace("between = [\"a\", \"b\"]", "between = [\"a\", \"a\"]"));
         assert!(e.contains("two different sites"), "{e}");
@@ -870,10 +997,14 @@ cpu = 1.0
 
     #[test]
     fn other_bad_values() {
-        assert!(error_of(&GOOD.replace("rate_scale = 0.5", "rate_scale = 0")).contains("rate_scale"));
+        assert!(
+            error_of(&GOOD.replace("rate_scale = 0.5", "rate_scale = 0")).contains("rate_scale")
+        );
         assert!(error_of(&GOOD.replace("jitter = \"1ms\"", "jitter = \"9ms\"")).contains("jitter"));
         assert!(error_of(&GOOD.replace("proxy = true\n", "")).contains("proxy = true"));
-        assert!(error_of(&GOOD.replace("delay = \"5ms\"", "delay = \"5\"")).contains("needs a unit"));
+        assert!(
+            error_of(&GOOD.replace("delay = \"5ms\"", "delay = \"5\"")).contains("needs a unit")
+        );
         assert!(error_of(&GOOD.replace("cpu = 1.0", "cpu = -1.0")).contains("cpu"));
         assert!(error_of("name = \"t\"\nrate_scale = 1\n").contains("no [[site]]"));
         let e = error_of("name = \"t\"\nrate_scale = \n");

@@ -3,14 +3,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn testbed() -> Command {
     Command::new(env!("CARGO_BIN_EXE_testbed"))
 }
 
 fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(format!("{name}.toml"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(format!("{name}.toml"))
 }
 
 fn ok(out: Output, what: &str) -> String {
@@ -31,7 +33,9 @@ struct Run {
 
 impl Run {
     fn up(scenario_name: &str, run: &str, mode: &str) -> Run {
-        let r = Run { name: run.to_string() };
+        let r = Run {
+            name: run.to_string(),
+        };
         let out = testbed()
             .args(["up"])
             .arg(scenario(scenario_name))
@@ -43,11 +47,18 @@ impl Run {
     }
 
     fn exec(&self, node: &str, cmd: &[&str]) -> Output {
-        testbed().args(["exec", &self.name, node, "--"]).args(cmd).output().unwrap()
+        testbed()
+            .args(["exec", &self.name, node, "--"])
+            .args(cmd)
+            .output()
+            .unwrap()
     }
 
     fn status(&self) -> serde_json::Value {
-        let out = testbed().args(["status", &self.name, "--json"]).output().unwrap();
+        let out = testbed()
+            .args(["status", &self.name, "--json"])
+            .output()
+            .unwrap();
         serde_json::from_str(&ok(out, "status")).unwrap()
     }
 
@@ -57,19 +68,31 @@ impl Run {
             .unwrap()
             .iter()
             .filter(|n| n["kind"] == kind)
-            .map(|n| (n["name"].as_str().unwrap().to_string(), n["ip"].as_str().unwrap_or("").to_string()))
+            .map(|n| {
+                (
+                    n["name"].as_str().unwrap().to_string(),
+                    n["ip"].as_str().unwrap_or("").to_string(),
+                )
+            })
             .collect()
     }
 
     fn patterns(&self, args: &[&str]) -> serde_json::Value {
-        let out = testbed().args(["patterns", &self.name, "--timeout", "300", "--"]).args(args).output().unwrap();
+        let out = testbed()
+            .args(["patterns", &self.name, "--timeout", "300", "--"])
+            .args(args)
+            .output()
+            .unwrap();
         serde_json::from_str(ok(out, "testbed patterns").trim()).unwrap()
     }
 }
 
 impl Drop for Run {
     fn drop(&mut self) {
-        let _ = testbed().args(["down", &self.name]).stdout(Stdio::null()).status();
+        let _ = testbed()
+            .args(["down", &self.name])
+            .stdout(Stdio::null())
+            .status();
         assert_nothing_left(&self.name);
     }
 }
@@ -78,17 +101,30 @@ impl Drop for Run {
 fn assert_nothing_left(run: &str) {
     let prefix = format!("tb-{run}.");
     let netns: Vec<String> = std::fs::read_dir("/run/netns")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(&prefix)).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
         .unwrap_or_default();
     assert!(netns.is_empty(), "namespaces left behind: {netns:?}");
     for c in ["cpu", "cpuacct"] {
-        let d = Path::new("/sys/fs/cgroup").join(c).join("testbed").join(run);
+        let d = Path::new("/sys/fs/cgroup")
+            .join(c)
+            .join("testbed")
+            .join(run);
         assert!(!d.exists(), "cgroup left behind: {}", d.display());
     }
-    assert!(!Path::new("/run/testbed").join(run).exists(), "state left behind");
+    assert!(
+        !Path::new("/run/testbed").join(run).exists(),
+        "state left behind"
+    );
     let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
     let ps = String::from_utf8_lossy(&ps.stdout);
-    let stray: Vec<&str> = ps.lines().filter(|l| l.contains(&format!("tb-{run}.")) || l.contains("\"name\"")).collect();
+    let stray: Vec<&str> = ps
+        .lines()
+        .filter(|l| l.contains(&format!("tb-{run}.")) || l.contains("\"name\""))
+        .collect();
     assert!(stray.is_empty(), "processes left behind: {stray:?}");
 }
 
@@ -125,15 +161,30 @@ fn all_pairs_ping(run: &Run, with_user: bool) {
             failures.push(format!("{name}: {l}"));
         }
     }
-    assert!(failures.is_empty(), "ping -M do -s 1472 failed: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "ping -M do -s 1472 failed: {failures:?}"
+    );
 }
 
 fn all_to_all(run: &Run) {
-    let s = run.patterns(&["--topology", "all-to-all", "--op", "exchange", "--size", "16KiB", "--iterations", "5"]);
+    let s = run.patterns(&[
+        "--topology",
+        "all-to-all",
+        "--op",
+        "exchange",
+        "--size",
+        "16KiB",
+        "--iterations",
+        "5",
+    ]);
     let n = run.nodes("guest").len() as u64;
     assert_eq!(s["n"], n);
     // Every rank sends one message to each other rank per iteration.
-    assert_eq!(s["bytes_sent"].as_u64().unwrap(), n * (n - 1) * 16 * 1024 * 5);
+    assert_eq!(
+        s["bytes_sent"].as_u64().unwrap(),
+        n * (n - 1) * 16 * 1024 * 5
+    );
 }
 
 fn scenario_round_trip(name: &str) {
@@ -185,11 +236,17 @@ fn nodes_are_separate_machines() {
     // A guest has exactly lo and eth0, with its fixed MAC and MTU 1500, and no IPv6.
     let out = ok(run.exec("vm3", &["ip", "-o", "link"]), "ip link");
     assert_eq!(out.lines().count(), 2, "{out}");
-    assert!(out.contains("mtu 1500") && out.contains("02:56:4e:00:00:03"), "{out}");
+    assert!(
+        out.contains("mtu 1500") && out.contains("02:56:4e:00:00:03"),
+        "{out}"
+    );
     let out = ok(run.exec("vm3", &["ip", "-6", "-o", "addr"]), "ip -6 addr");
     assert!(out.trim().is_empty(), "IPv6 should be off: {out}");
     // /sys shows the node's own interfaces.
-    let out = ok(run.exec("vm3", &["ls", "/sys/class/net"]), "ls /sys/class/net");
+    let out = ok(
+        run.exec("vm3", &["ls", "/sys/class/net"]),
+        "ls /sys/class/net",
+    );
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["eth0", "lo"]);
     // Processes started on a guest run in its host's cgroup.
     let out = ok(run.exec("vm3", &["cat", "/proc/self/cgroup"]), "cgroup");
@@ -199,18 +256,25 @@ fn nodes_are_separate_machines() {
 #[test]
 #[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
 fn killed_up_is_cleaned_by_down_and_up() {
-    for delay_ms in [150u64, 400] {
+    for (delay_ms, then_down) in [(80u64, true), (200, false)] {
         let mut child = testbed()
             .args(["up"])
             .arg(scenario("wan"))
             .args(["--run", "t-kill"])
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
-        if delay_ms == 150 {
+        // The kill must have landed mid-way: a run that is not finished is left behind.
+        let state = std::fs::read_to_string("/run/testbed/t-kill/state.json").unwrap_or_default();
+        assert!(
+            state.contains("\"up_seconds\": null"),
+            "killed after {delay_ms} ms, `up` was not mid-way"
+        );
+        if then_down {
             // `down` removes what the killed `up` left.
             ok(testbed().args(["down", "t-kill"]).output().unwrap(), "down");
             assert_nothing_left("t-kill");
@@ -228,25 +292,59 @@ fn cpu_hog_slows_only_its_own_host() {
     let run = Run::up("single-cluster", "t-hog", "direct");
     // Compute only, on vm1 and vm2 (hosts 1 and 2), with a hog on host 2 half way through.
     let compute = |vm: &str| -> f64 {
-        let out = run.exec(vm, &[
-            env!("CARGO_BIN_EXE_patterns"),
-            "--rank", "0", "--peers", "127.0.0.1:0", "--topology", "ring",
-            "--iterations", "10", "--compute", "20",
-        ]);
+        let out = run.exec(
+            vm,
+            &[
+                env!("CARGO_BIN_EXE_patterns"),
+                "--rank",
+                "0",
+                "--peers",
+                "127.0.0.1:7499",
+                "--topology",
+                "ring",
+                "--iterations",
+                "5",
+                "--compute",
+                "20",
+            ],
+        );
         let text = ok(out, "patterns compute");
         let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
-        v["compute_s"].as_f64().unwrap()
+        v["compute_s_max"].as_f64().unwrap()
     };
-    let base = compute("vm1");
-    let hog = Command::new(env!("CARGO_BIN_EXE_testbed"))
-        .args(["exec", "t-hog", "host2", "--", env!("CARGO_BIN_EXE_testbed"), "hog"])
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    let with_hog = compute("vm1");
-    let hogged = compute("vm2");
-    drop(hog);
-    eprintln!("vm1 compute: {base:.3} s alone, {with_hog:.3} s with a hog on host2; vm2 (on host2) {hogged:.3} s; {:?}", t.elapsed());
-    assert!((with_hog / base - 1.0).abs() < 0.10, "vm1 slowed by a hog on another host: {base} -> {with_hog}");
-    assert!(hogged > 1.3 * base, "the hog should slow its own host: {base} vs {hogged}");
+    // Alternate runs without and with the hog, so that other load on the machine hits both alike.
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut alone, mut hogged_vm1, mut hogged_vm2) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        alone.push(compute("vm1"));
+        let mut hog = Command::new(env!("CARGO_BIN_EXE_testbed"))
+            .args([
+                "exec",
+                "t-hog",
+                "host2",
+                "--",
+                env!("CARGO_BIN_EXE_testbed"),
+                "hog",
+            ])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        hogged_vm1.push(compute("vm1"));
+        hogged_vm2.push(compute("vm2"));
+        let _ = hog.kill();
+        let _ = hog.wait();
+    }
+    let (base, with_hog, hogged) = (median(alone), median(hogged_vm1), median(hogged_vm2));
+    eprintln!("vm1 compute: {base:.3} s alone, {with_hog:.3} s with a hog on host2; vm2 (on host2) {hogged:.3} s");
+    assert!(
+        (with_hog / base - 1.0).abs() < 0.10,
+        "vm1 slowed by a hog on another host: {base} -> {with_hog}"
+    );
+    assert!(
+        hogged > 1.3 * base,
+        "the hog should slow its own host: {base} vs {hogged}"
+    );
 }

@@ -74,19 +74,33 @@ fn linkemu_netns_rtt_and_rate() -> anyhow::Result<()> {
     let expected_ms = 20.0 + 2.0 * 98.0 * 8.0 / rate as f64 * 1e3;
     let pings = harness::ping(&pair.a, B, 30, Duration::from_millis(20))?;
     eprintln!(
-        "RTT mean {:.3} ms, min {:.3}, mdev {:.3} (expected {expected_ms:.3})",
+        "RTT median {:.3} ms, mean {:.3}, min {:.3}, mdev {:.3} (expected {expected_ms:.3})",
+        pings.median_ms(),
         pings.mean_ms(),
         pings.min_ms(),
         pings.mdev_ms()
     );
     assert_eq!(pings.received, 30, "lost pings on a lossless link");
+    // The median: robust against the odd multi-ms stall of a busy host (the
+    // mean is printed above and checked loosely).
     assert!(
-        (pings.mean_ms() - expected_ms).abs() < 1.0,
-        "RTT {:.3} ms, expected {expected_ms:.3} ± 1 ms",
+        (pings.median_ms() - expected_ms).abs() < 1.0,
+        "RTT median {:.3} ms, expected {expected_ms:.3} ± 1 ms",
+        pings.median_ms()
+    );
+    assert!(
+        (pings.mean_ms() - expected_ms).abs() < 2.0,
+        "RTT mean {:.3} ms, expected {expected_ms:.3} ± 2 ms",
         pings.mean_ms()
     );
-    // Nothing can be faster than the configured delay.
-    assert!(pings.min_ms() >= 20.0, "RTT min {:.3} ms below 2 × delay", pings.min_ms());
+    // Nothing is faster than the configured delay, give or take the wake-up
+    // compensation (frames may leave up to RunOptions::max_early = 200 µs
+    // early; in practice a few µs).
+    assert!(
+        pings.min_ms() >= 19.8,
+        "RTT min {:.3} ms below 2 × delay",
+        pings.min_ms()
+    );
 
     // Goodput: the rate counts Ethernet frame bytes; a full TCP frame is
     // 1514 bytes carrying 1448 bytes of payload (timestamps on).
@@ -105,7 +119,11 @@ fn linkemu_netns_rtt_and_rate() -> anyhow::Result<()> {
         expected_bps / 1e6,
         100.0 * ratio
     );
-    assert!((0.9..=1.1).contains(&ratio), "goodput {:.1} % of expected", 100.0 * ratio);
+    assert!(
+        (0.9..=1.1).contains(&ratio),
+        "goodput {:.1} % of expected",
+        100.0 * ratio
+    );
 
     let stats = emu.stop()?;
     eprintln!("emulator: {}", serde_json::to_string_pretty(&stats)?);
@@ -127,8 +145,7 @@ fn linkemu_netns_survives_down_interface_and_oversize_frames() -> anyhow::Result
     if !prerequisites_met() {
         return Ok(());
     }
-    let stats_file =
-        std::env::temp_dir().join(format!("lemu-{}-stats.json", std::process::id()));
+    let stats_file = std::env::temp_dir().join(format!("lemu-{}-stats.json", std::process::id()));
     let _ = std::fs::remove_file(&stats_file);
     struct RemoveOnDrop(std::path::PathBuf);
     impl Drop for RemoveOnDrop {
@@ -150,15 +167,40 @@ fn linkemu_netns_survives_down_interface_and_oversize_frames() -> anyhow::Result
     assert_eq!(lost.received, 0);
     harness::command("ip", &["-n", &pair.b, "link", "set", "lemu0", "up"])?;
     let back = harness::ping(&pair.a, B, 3, Duration::from_millis(50))?;
-    assert!(back.received > 0, "no connectivity after the TAP came back up");
+    assert!(
+        back.received > 0,
+        "no connectivity after the TAP came back up"
+    );
 
     // Frames longer than max_frame (1600) are dropped and counted.
-    harness::command("ip", &["-n", &pair.a, "link", "set", "lemu0", "mtu", "9000"])?;
+    harness::command(
+        "ip",
+        &["-n", &pair.a, "link", "set", "lemu0", "mtu", "9000"],
+    )?;
     let big = harness::command(
         "ip",
-        &["netns", "exec", &pair.a, "ping", "-c", "2", "-i", "0.05", "-W", "1", "-M", "do", "-s", "3000", "10.99.0.2"],
+        &[
+            "netns",
+            "exec",
+            &pair.a,
+            "ping",
+            "-c",
+            "2",
+            "-i",
+            "0.05",
+            "-W",
+            "1",
+            "-M",
+            "do",
+            "-s",
+            "3000",
+            "10.99.0.2",
+        ],
     );
-    assert!(big.is_err(), "3000-byte pings crossed a link with max_frame 1600");
+    assert!(
+        big.is_err(),
+        "3000-byte pings crossed a link with max_frame 1600"
+    );
 
     let stats = emu.stop()?;
     assert!(stats.a_to_b.write_errors >= 3, "{:?}", stats.a_to_b);

@@ -51,8 +51,8 @@ fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
 }
 
 /// Starts the ranks listed in `ranks` (of `n`) with the whitespace-separated arguments `args`
-/// (`{rank}` is replaced by the rank), waits for all of them (killing everything after [`RUN_LIMIT`]) and
-/// returns their outputs in the order of `ranks`.
+/// (`{rank}` is replaced by the rank), waits for all of them (killing everything after
+/// [`RUN_LIMIT`]) and returns their outputs in the order of `ranks`.
 fn run_ranks(n: usize, ranks: &[usize], args: &str) -> Vec<RankOutput> {
     let peers: Vec<String> = free_ports(n)
         .iter()
@@ -64,7 +64,10 @@ fn run_ranks(n: usize, ranks: &[usize], args: &str) -> Vec<RankOutput> {
         .map(|rank| {
             let mut child = Command::new(env!("CARGO_BIN_EXE_patterns"))
                 .args(["--rank", &rank.to_string(), "--peers", &peers])
-                .args(args.split_whitespace().map(|a| a.replace("{rank}", &rank.to_string())))
+                .args(
+                    args.split_whitespace()
+                        .map(|a| a.replace("{rank}", &rank.to_string())),
+                )
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -157,25 +160,22 @@ fn run_ok(n: usize, args: &str) -> Value {
     summary
 }
 
+/// Asserts that a JSON number equals `expected` up to float rounding.
+fn assert_close(value: &Value, expected: f64) {
+    let got = value.as_f64().unwrap();
+    assert!((got - expected).abs() < 1e-9, "{got} != {expected}");
+}
+
 fn bytes_sent(summary: &Value) -> u64 {
     summary["bytes_sent"].as_u64().unwrap()
 }
 
 #[test]
 fn ring_exchange() {
-    let (n, size, iterations) = (8, 256 * 1024, 10u64);
+    let (n, size, iterations) = (8, 256 * 1024, 10);
     let s = run_ok(
         n,
-        &[
-            "--topology",
-            "ring",
-            "--size",
-            "256KiB",
-            "--iterations",
-            "10",
-            "--compute",
-            "0.05",
-        ],
+        "--topology ring --size 256KiB --iterations 10 --compute 0.05",
     );
     assert_eq!(bytes_sent(&s), n as u64 * 2 * size * iterations);
     assert_eq!(s["op"], "exchange");
@@ -183,66 +183,36 @@ fn ring_exchange() {
     for r in s["ranks"].as_array().unwrap() {
         assert_eq!(r["messages_sent"], 2 * iterations);
         assert_eq!(r["messages_received"], 2 * iterations);
-        assert_eq!(
-            r["compute_units"].as_f64().unwrap(),
-            0.05 * iterations as f64
-        );
+        assert_close(&r["compute_units"], 0.05 * iterations as f64);
         assert!(r["compute_s"].as_f64().unwrap() > 0.0);
     }
 }
 
 #[test]
 fn all_to_all() {
-    let (n, size, iterations) = (6, 100_000, 6u64);
-    let s = run_ok(
-        n,
-        &[
-            "--op",
-            "all-to-all",
-            "--size",
-            "100000",
-            "--iterations",
-            "6",
-        ],
-    );
+    let (n, size, iterations) = (6, 100_000, 6);
+    let s = run_ok(n, "--op all-to-all --size 100000 --iterations 6");
     assert_eq!(bytes_sent(&s), (n * (n - 1)) as u64 * size * iterations);
 }
 
 #[test]
 fn reduce_to_rank_0() {
-    // 2x3 mesh: the BFS tree from 0 has children 0 -> {1, 3}, 1 -> {2, 4}, 2 -> {5}.
-    let (n, size, iterations) = (6, 64 * 1024, 8u64);
+    // 2x3 mesh; the BFS tree from rank 0 is 0 -> {1, 3}, 1 -> {2, 4}, 2 -> {5}.
+    let (n, size, iterations) = (6, 64 * 1024, 8);
     let s = run_ok(
         n,
-        &[
-            "--op",
-            "reduce",
-            "--topology",
-            "mesh:2x3",
-            "--size",
-            "64KiB",
-            "--iterations",
-            "8",
-            "--ratio",
-            "0.01",
-        ],
+        "--op reduce --topology mesh:2x3 --size 64KiB --iterations 8 --ratio 0.01",
     );
     assert_eq!(bytes_sent(&s), (n as u64 - 1) * size * iterations);
     let ranks = s["ranks"].as_array().unwrap();
     assert_eq!(ranks[0]["bytes_sent"], 0);
-    assert_eq!(
-        ranks[0]["compute_units"].as_f64().unwrap(),
-        0.0,
-        "--ratio: root sends nothing"
-    );
     assert_eq!(ranks[0]["bytes_received"], 2 * size * iterations);
     assert_eq!(ranks[1]["bytes_received"], 2 * size * iterations);
     assert_eq!(ranks[2]["bytes_received"], size * iterations);
     assert_eq!(ranks[5]["bytes_received"], 0);
-    assert_eq!(
-        ranks[5]["compute_units"].as_f64().unwrap(),
-        0.01 * 64.0 * iterations as f64
-    );
+    // --ratio: work follows the bytes sent, so the root computes nothing.
+    assert_close(&ranks[0]["compute_units"], 0.0);
+    assert_close(&ranks[5]["compute_units"], 0.01 * 64.0 * iterations as f64);
 }
 
 #[test]
@@ -250,36 +220,25 @@ fn schedule_switch_and_alternation() {
     // Ring (8 messages per iteration) for 3 iterations, then all-to-all (12) for 4.
     let s = run_ok(
         4,
-        &[
-            "--schedule",
-            "0:ring,3:all-to-all",
-            "--size",
-            "1000",
-            "--iterations",
-            "7",
-        ],
+        "--schedule 0:ring,3:all-to-all --size 1000 --iterations 7",
     );
     assert_eq!(bytes_sent(&s), (3 * 8 + 4 * 12) * 1000);
     assert_eq!(s["schedule"], "0:ring,3:all-to-all");
-    // Bus (6 messages) on iterations 0, 1, 4, 5; 2-cube = ring (8) on 2, 3.
+
+    // Bus (6 messages) on iterations 0, 1, 4, 5; 2-cube = 4-ring (8) on 2, 3.
     let dir = std::env::temp_dir().join(format!("patterns-loopback-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let report = dir.join("report-{rank}.jsonl");
+    let report = report.to_str().unwrap();
+    assert!(!report.contains(char::is_whitespace));
     let s = run_ok(
         4,
-        &[
-            "--schedule",
-            "alternate:bus,hypercube:2",
-            "--size",
-            "10KiB",
-            "--iterations",
-            "6",
-            "--report",
-            report.to_str().unwrap(),
-        ],
+        &format!(
+            "--schedule alternate:bus,hypercube:2 --size 10KiB --iterations 6 --report {report}"
+        ),
     );
     assert_eq!(bytes_sent(&s), (4 * 6 + 2 * 8) * 10 * 1024);
-    // The report files hold the stdout lines: rank 0's report and the summary, rank 1's report.
+    // The report files repeat stdout: rank 0's report and the summary, rank 1's report.
     let written = |rank: usize| {
         let text = std::fs::read_to_string(dir.join(format!("report-{rank}.jsonl"))).unwrap();
         text.lines()
@@ -291,58 +250,43 @@ fn schedule_switch_and_alternation() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn unreachable_peer_is_a_clean_error() {
-    // Rank 2 never starts.
-    let outputs = run_ranks(3, &[0, 1], &["--connect-timeout", "1"]);
-    for out in &outputs {
-        assert!(!out.success);
-        assert!(out.stdout.is_empty());
+/// Asserts that every process failed with exactly one `patterns: error:` line containing
+/// `needle`, and printed nothing on stdout.
+fn assert_failed_with(outputs: &[RankOutput], needle: &str) {
+    for out in outputs {
+        assert!(!out.success, "{}", out.stderr);
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
         assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
         assert!(
             out.stderr.starts_with("patterns: error: "),
             "{}",
             out.stderr
         );
-        assert!(out.stderr.contains("rank 2 (127.0.0.1:"), "{}", out.stderr);
-        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        assert!(out.stderr.contains(needle), "{}", out.stderr);
     }
 }
 
 #[test]
-fn bad_arguments_are_clean_errors() {
-    let outputs = run_ranks(3, &[0], &["--topology", "hypercube"]);
-    assert!(!outputs[0].success);
-    assert_eq!(
-        outputs[0].stderr.trim(),
-        "patterns: error: hypercube needs a power-of-two number of ranks, got 3"
-    );
-    let outputs = run_ranks(2, &[0], &["--size", "big"]);
-    assert!(!outputs[0].success);
-    assert_eq!(
-        outputs[0].stderr.lines().count(),
-        1,
-        "{}",
-        outputs[0].stderr
-    );
-    assert!(
-        outputs[0].stderr.contains("--size"),
-        "{}",
-        outputs[0].stderr
-    );
+fn unreachable_peer_is_a_clean_error() {
+    // Rank 2 never starts.
+    let outputs = run_ranks(3, &[0, 1], "--connect-timeout 1");
+    assert_failed_with(&outputs, "rank 2 (127.0.0.1:");
 }
 
 #[test]
 fn mismatched_settings_are_refused() {
     // Rank 0 runs with 0-byte messages, rank 1 with 100-byte ones.
-    let outputs = run_ranks(
-        2,
-        &[0, 1],
-        &["--size", "{rank}00", "--connect-timeout", "5"],
+    let outputs = run_ranks(2, &[0, 1], "--size {rank}00 --connect-timeout 5");
+    assert_failed_with(&outputs, "settings differ");
+}
+
+#[test]
+fn bad_arguments_are_clean_errors() {
+    let outputs = run_ranks(3, &[0], "--topology hypercube");
+    assert_failed_with(
+        &outputs,
+        "hypercube needs a power-of-two number of ranks, got 3",
     );
-    for out in &outputs {
-        assert!(!out.success);
-        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
-        assert!(out.stderr.contains("settings differ"), "{}", out.stderr);
-    }
+    let outputs = run_ranks(2, &[0], "--size big");
+    assert_failed_with(&outputs, "--size");
 }

@@ -44,7 +44,9 @@ fn main() {
 
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
     }
@@ -66,7 +68,10 @@ fn installed(pkg: &str) -> bool {
 fn install() -> Result<()> {
     let missing: Vec<&(&str, &str)> = PACKAGES.iter().filter(|(p, _)| !installed(p)).collect();
     if missing.is_empty() {
-        eprintln!("xtask: Debian packages present: {}", PACKAGES.iter().map(|p| p.0).collect::<Vec<_>>().join(", "));
+        eprintln!(
+            "xtask: Debian packages present: {}",
+            PACKAGES.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
+        );
         return Ok(());
     }
     eprintln!("xtask: installing missing Debian packages:");
@@ -79,7 +84,9 @@ fn install() -> Result<()> {
     let names: Vec<&str> = missing.iter().map(|p| p.0).collect();
     let apt = || {
         let mut c = Command::new("apt-get");
-        c.env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-q", "--no-install-recommends"]).args(&names);
+        c.env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&names);
         c
     };
     if run(&mut apt()).is_err() {
@@ -90,7 +97,10 @@ fn install() -> Result<()> {
 }
 
 fn nix_is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 fn test(args: &[String]) -> Result<()> {
@@ -108,7 +118,14 @@ fn test(args: &[String]) -> Result<()> {
         bail!("the end-to-end tier builds network namespaces and needs root");
     }
     eprintln!("xtask: end-to-end tier (network namespaces, one test at a time)");
-    run(cargo().args(["test", "--workspace", "--release", "--", "--ignored", "--test-threads=1"]))?;
+    run(cargo().args([
+        "test",
+        "--workspace",
+        "--release",
+        "--",
+        "--ignored",
+        "--test-threads=1",
+    ]))?;
     eprintln!(
         "xtask: all tests passed in {:.0} s (fast tier {:.0} s)",
         t.elapsed().as_secs_f64(),
@@ -119,7 +136,15 @@ fn test(args: &[String]) -> Result<()> {
 
 fn lint() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--release", "--", "-D", "warnings"]))
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ]))
 }
 
 /// Until the adaptive demo exists: brings up `single-cluster`, runs patterns all-to-all on its
@@ -133,18 +158,42 @@ fn demo(args: &[String]) -> Result<()> {
         bail!("the demo builds network namespaces and needs root");
     }
     run(cargo().args(["build", "--release", "-p", "experiments", "--bins"]))?;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?;
     let testbed = root.join("target/release/testbed");
     let scenario = root.join("experiments/scenarios/single-cluster.toml");
-    let patterns_args = ["--topology", "all-to-all", "--op", "exchange", "--size", "64KiB", "--iterations", "30", "--compute", "20"];
+    let patterns_args = [
+        "--topology",
+        "all-to-all",
+        "--op",
+        "exchange",
+        "--size",
+        "64KiB",
+        "--iterations",
+        "30",
+        "--compute",
+        "20",
+    ];
     let mut results = Vec::new();
     for mode in ["direct", "vxlan"] {
         eprintln!("\nxtask demo: single-cluster in {mode} mode: patterns all-to-all on 8 guests");
-        let up = run(Command::new(&testbed).args(["up"]).arg(&scenario).args(["--run", "demo", "--network", mode]));
+        let up = run(Command::new(&testbed).args(["up"]).arg(&scenario).args([
+            "--run",
+            "demo",
+            "--network",
+            mode,
+        ]));
         let out = up.and_then(|()| {
-            let out = Command::new(&testbed).args(["patterns", "demo", "--"]).args(patterns_args).output()?;
+            let out = Command::new(&testbed)
+                .args(["patterns", "demo", "--"])
+                .args(patterns_args)
+                .output()?;
             if !out.status.success() {
-                bail!("patterns failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+                bail!(
+                    "patterns failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
             }
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         });
@@ -154,7 +203,10 @@ fn demo(args: &[String]) -> Result<()> {
         results.push((mode, summary));
     }
     println!("\npatterns all-to-all, 8 guests, 30 iterations of 64 KiB messages, scenario single-cluster");
-    println!("{:<8} {:>12} {:>16} {:>14} {:>12}", "network", "total s", "iteration p50 s", "iteration p95 s", "MB sent");
+    println!(
+        "{:<8} {:>12} {:>16} {:>14} {:>12}",
+        "network", "total s", "iteration p50 s", "iteration p95 s", "MB sent"
+    );
     for (mode, s) in &results {
         let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
         println!(

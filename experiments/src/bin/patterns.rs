@@ -48,11 +48,13 @@ struct Args {
     op: Op,
 
     /// Message payload size: bytes, or with a unit (KiB/K, MiB/M, GiB/G; kB, MB, GB).
-    #[arg(long, value_name = "BYTES", default_value = "64KiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "64KiB")]
+    #[arg(value_parser = patterns::parse_size)]
     size: usize,
 
     /// Number of iterations (at least 1).
-    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
     iterations: u64,
 
     /// Compute work per iteration, in work units (1 unit = 1e6 rounds of an integer kernel;
@@ -93,10 +95,6 @@ impl Args {
             connect_timeout: self.connect_timeout,
         }
     }
-}
-
-fn parse_size(s: &str) -> Result<usize, patterns::size::SizeError> {
-    patterns::parse_size(s)
 }
 
 fn non_negative(s: &str) -> Result<f64, String> {

@@ -95,6 +95,10 @@ enum Cmd {
     /// (internal) Run one link emulator; prints "ready" once its TAP devices exist.
     #[command(hide = true)]
     Linkemu {
+        /// The run it belongs to: it joins the run's link-emulator cgroup before anything else,
+        /// so that `down` always finds it.
+        #[arg(long)]
+        run: String,
         /// The link, as JSON.
         #[arg(long)]
         spec: String,
@@ -117,9 +121,18 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Up { scenario, run, network } => {
+        Cmd::Up {
+            scenario,
+            run,
+            network,
+        } => {
             let state = testbed::up(&scenario, run.as_deref(), network)?;
-            let guests = state.plan.nodes.iter().filter(|n| n.kind == testbed::NodeKind::Guest).count();
+            let guests = state
+                .plan
+                .nodes
+                .iter()
+                .filter(|n| n.kind == testbed::NodeKind::Guest)
+                .count();
             println!(
                 "run `{}` is up in {:.2} s: {} nodes, {} guests, {} link emulators, network {}",
                 state.run,
@@ -137,7 +150,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Status { name: Some(name), json } => {
+        Cmd::Status {
+            name: Some(name),
+            json,
+        } => {
             let s = testbed::status(&name)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
@@ -151,7 +167,12 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Exec { name, node, cmd } => Err(testbed::exec(&name, &node, &cmd)),
-        Cmd::Patterns { name, ranks, timeout, args } => {
+        Cmd::Patterns {
+            name,
+            ranks,
+            timeout,
+            args,
+        } => {
             let summary = testbed::run_patterns(&name, ranks, &args, Duration::from_secs(timeout))?;
             println!("{summary}");
             Ok(())
@@ -178,7 +199,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Down { name: Some(name), .. } => {
+        Cmd::Down {
+            name: Some(name), ..
+        } => {
             let removed = testbed::down(&name)?;
             if removed.anything() {
                 println!("run `{name}` removed: {removed}");
@@ -188,7 +211,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Down { .. } => bail!("say which run to take down, or --all"),
-        Cmd::Linkemu { spec } => {
+        Cmd::Linkemu { run, spec } => {
+            testbed::sys::Cgroups::new(&run).add(testbed::plan::NET_CGROUP, std::process::id())?;
             let spec: linkemu::LinkSpec = serde_json::from_str(&spec).context("bad link spec")?;
             let stop = Arc::new(AtomicBool::new(false));
             signal_hook_stop(&stop)?;
@@ -203,7 +227,9 @@ fn run(cli: Cli) -> Result<()> {
                         let t = Instant::now();
                         let mut x = 1u64;
                         loop {
-                            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+                            x = std::hint::black_box(
+                                x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
+                            );
                             if x == 0 && t.elapsed().is_zero() {
                                 break;
                             }
@@ -229,7 +255,11 @@ fn signal_hook_stop(stop: &Arc<AtomicBool>) -> Result<()> {
         }
     }
     let _ = STOP.set(stop.clone());
-    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     for sig in [Signal::SIGTERM, Signal::SIGINT] {
         // SAFETY: the handler only performs an atomic store, which is async-signal-safe.
         unsafe { sigaction(sig, &action) }.context("install signal handler")?;
@@ -244,9 +274,13 @@ fn print_status(s: &testbed::Status) {
         s.scenario.display(),
         s.mode,
         s.rate_scale,
-        s.up_seconds.map_or("(incomplete)".into(), |t| format!("{t:.2} s"))
+        s.up_seconds
+            .map_or("(incomplete)".into(), |t| format!("{t:.2} s"))
     );
-    println!("\n{:<14} {:<7} {:<16} {:<9} {:>6} {:>6}  namespace", "node", "kind", "address", "cgroup", "cpu", "procs");
+    println!(
+        "\n{:<14} {:<7} {:<16} {:<9} {:>6} {:>6}  namespace",
+        "node", "kind", "address", "cgroup", "cpu", "procs"
+    );
     for n in &s.nodes {
         println!(
             "{:<14} {:<7} {:<16} {:<9} {:>6} {:>6}  {}{}",
@@ -266,7 +300,11 @@ fn print_status(s: &testbed::Status) {
     );
     for w in &s.wires {
         #[allow(clippy::cast_precision_loss)]
-        let rate = if w.rate_bps == 0 { "-".to_string() } else { format!("{:.3}", w.rate_bps as f64 / 1e6) };
+        let rate = if w.rate_bps == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.3}", w.rate_bps as f64 / 1e6)
+        };
         println!(
             "{:<28} {:<9} {:>12} {:>9.3} {:>9.3} {:>6} {:>9}  {}",
             w.name,

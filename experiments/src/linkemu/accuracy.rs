@@ -179,6 +179,14 @@ struct RunResult {
     lateness_idle: Summary,
     goodput_mbps: f64,
     lateness: Summary,
+    /// Time in write(2) for data frames (a → b).
+    write_syscall: Summary,
+    /// How late timed ppoll wake-ups were.
+    timer_late: Summary,
+    /// Frames (a → b) written before their due time, and how early.
+    early: Summary,
+    /// Final wake-up latency compensation (µs).
+    compensation_us: f64,
     cpu_core_percent: f64,
     ns_per_frame: f64,
     frames: u64,
@@ -198,7 +206,8 @@ const FULL_FRAME: f64 = 1514.0;
 /// Runs the emulator between a fresh namespace pair for every configuration
 /// and reports fidelity and CPU cost; see the [module docs](self).
 pub fn measure(opts: &MeasureOptions) -> anyhow::Result<serde_json::Value> {
-    harness::prerequisites().map_err(|why| anyhow!("bench linkemu needs root, ip and ping: {why}"))?;
+    harness::prerequisites()
+        .map_err(|why| anyhow!("bench linkemu needs root, ip and ping: {why}"))?;
     let pair = NetnsPair::create().context("create the namespace pair")?;
     let hogs = Hogs::start(opts.cpu_hogs);
     let mut results = Vec::new();
@@ -291,6 +300,10 @@ fn measure_once(
         lateness_idle: idle.lateness_us,
         goodput_mbps: tcp.goodput_bps / 1e6,
         lateness: load.lateness_us,
+        write_syscall: load.a_to_b.write_syscall_us,
+        timer_late: load.wake.timer_late_us,
+        early: load.a_to_b.early_us,
+        compensation_us: load.wake.compensation_us,
         cpu_core_percent: 100.0 * cpu / wall,
         ns_per_frame: load.cpu.ns_per_frame,
         frames: load.a_to_b.model.frames_in + load.b_to_a.model.frames_in,
@@ -302,7 +315,11 @@ fn measure_once(
 
 /// Starts an emulator for `spec`, configures both TAPs and checks
 /// reachability (which also resolves ARP before any measurement).
-fn start_link(pair: &NetnsPair, spec: &LinkSpec, opts: &MeasureOptions) -> anyhow::Result<Emulator> {
+fn start_link(
+    pair: &NetnsPair,
+    spec: &LinkSpec,
+    opts: &MeasureOptions,
+) -> anyhow::Result<Emulator> {
     let emu = Emulator::start(spec.clone(), opts.run.clone())?;
     configure(&pair.a, IFNAME, &format!("{ADDR_A}/24"))?;
     configure(&pair.b, IFNAME, &format!("{ADDR_B}/24"))?;
@@ -359,32 +376,34 @@ fn summarise(config: &Config, runs: &[RunResult]) -> ConfigSummary {
 
 fn print_header() {
     println!(
-        "{:<16} {:>8} {:>22} {:>7} {:>22} {:>7} {:>18} {:>13} {:>8}",
+        "{:<14} {:>8} {:>26} {:>7} {:>6} {:>22} {:>7} {:>16} {:>12} {:>8}",
         "config",
         "RTT exp",
         "RTT mean [min..max]",
+        "RTT p50",
         "mdev",
         "goodput [min..max]",
         "of exp",
         "late p50/p99/max",
-        "CPU % [max]",
-        "ns/frame"
+        "CPU [max]",
+        "per frame"
     );
     println!(
-        "{:<16} {:>8} {:>22} {:>7} {:>22} {:>7} {:>18} {:>13} {:>8}",
-        "", "ms", "ms", "ms", "Mbit/s", "", "µs", "of 1 core", ""
+        "{:<14} {:>8} {:>26} {:>7} {:>6} {:>22} {:>7} {:>16} {:>12} {:>8}",
+        "", "ms", "ms", "ms", "ms", "Mbit/s", "", "µs", "% of core", "µs"
     );
 }
 
 fn print_row(config: &Config, s: &ConfigSummary) {
     println!(
-        "{:<16} {:>8.3} {:>22} {:>7.3} {:>22} {:>6.1}% {:>18} {:>13} {:>8.0}",
+        "{:<14} {:>8.3} {:>26} {:>7.2} {:>6.2} {:>22} {:>6.1}% {:>16} {:>12} {:>8.1}",
         config.label,
         s.rtt_expected_ms,
         format!(
             "{:.3} [{:.3}..{:.3}]",
             s.rtt_mean_ms.median, s.rtt_mean_ms.min, s.rtt_mean_ms.max
         ),
+        s.rtt_median_ms.median,
         s.rtt_mdev_ms.median,
         format!(
             "{:.2} [{:.2}..{:.2}]",
@@ -395,8 +414,11 @@ fn print_row(config: &Config, s: &ConfigSummary) {
             "{:.0}/{:.0}/{:.0}",
             s.lateness_p50_us.median, s.lateness_p99_us.median, s.lateness_max_us.median
         ),
-        format!("{:.1} [{:.1}]", s.cpu_core_percent.median, s.cpu_core_percent.max),
-        s.ns_per_frame.median,
+        format!(
+            "{:.1} [{:.1}]",
+            s.cpu_core_percent.median, s.cpu_core_percent.max
+        ),
+        s.ns_per_frame.median / 1e3,
     );
 }
 
@@ -417,7 +439,9 @@ impl Hogs {
                     .spawn(move || {
                         let mut x = 0u64;
                         while !stop.load(Ordering::Relaxed) {
-                            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                            x = std::hint::black_box(
+                                x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                            );
                         }
                     })
                     .ok()

@@ -179,7 +179,10 @@ impl Emulator {
             Ok(()) => Ok(emu),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 // The thread ended before ready(): report its error.
-                Err(emu.join().err().unwrap_or_else(|| anyhow!("emulator {name} exited early")))
+                Err(emu
+                    .join()
+                    .err()
+                    .unwrap_or_else(|| anyhow!("emulator {name} exited early")))
             }
             Err(mpsc::RecvTimeoutError::Timeout) => bail!("emulator {name} not ready after 10 s"),
         }
@@ -370,10 +373,11 @@ pub fn tcp_goodput(
         .name("tcp-receiver".into())
         .spawn(move || -> anyhow::Result<TcpResult> {
             enter(&server_ns_owned)?;
-            let listener =
-                TcpListener::bind(server).with_context(|| format!("bind {server}"))?;
+            let listener = TcpListener::bind(server).with_context(|| format!("bind {server}"))?;
             // The sender may fail to connect: never block forever in accept.
-            listener.set_nonblocking(true).context("set listener non-blocking")?;
+            listener
+                .set_nonblocking(true)
+                .context("set listener non-blocking")?;
             let _ = bound_tx.send(());
             let deadline = Instant::now() + Duration::from_secs(10);
             let mut stream = loop {
@@ -388,7 +392,9 @@ pub fn tcp_goodput(
                     Err(e) => return Err(e).context("accept"),
                 }
             };
-            stream.set_nonblocking(false).context("set stream blocking")?;
+            stream
+                .set_nonblocking(false)
+                .context("set stream blocking")?;
             stream
                 .set_read_timeout(Some(Duration::from_secs(5)))
                 .context("set read timeout")?;
@@ -447,7 +453,11 @@ fn join<T>(r: std::thread::Result<anyhow::Result<T>>) -> anyhow::Result<T> {
 }
 
 /// Receiver side of [`tcp_goodput`].
-fn receive(stream: &mut TcpStream, warmup: Duration, window: Duration) -> anyhow::Result<TcpResult> {
+fn receive(
+    stream: &mut TcpStream,
+    warmup: Duration,
+    window: Duration,
+) -> anyhow::Result<TcpResult> {
     let mut buf = vec![0u8; 256 << 10];
     let mut total = 0u64;
     let mut first: Option<Instant> = None;

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 const SUB_BITS: u32 = 5;
 const SUB: usize = 1 << SUB_BITS;
 /// Values below `2 * SUB` get one bucket each.
-const LINEAR: u64 = 2 * SUB as u64;
+const LINEAR: usize = 2 * SUB;
+const LINEAR_U64: u64 = 2 << SUB_BITS;
 /// Linear region, then one group of `SUB` buckets per exponent 6..=63.
-const BUCKETS: usize = LINEAR as usize + (63 - SUB_BITS as usize) * SUB;
+const BUCKETS: usize = LINEAR + (63 - SUB_BITS as usize) * SUB;
 
 /// Log-linear histogram of `u64` nanosecond values.
 #[derive(Clone)]
@@ -41,21 +42,21 @@ impl Default for Histogram {
 }
 
 fn index(v: u64) -> usize {
-    if v < LINEAR {
+    if v < LINEAR_U64 {
         return usize::try_from(v).unwrap_or(0);
     }
     let exp = 63 - v.leading_zeros(); // >= SUB_BITS + 1
     let sub = (v >> (exp - SUB_BITS)) & (SUB as u64 - 1);
-    LINEAR as usize + (exp - SUB_BITS - 1) as usize * SUB + usize::try_from(sub).unwrap_or(0)
+    LINEAR + (exp - SUB_BITS - 1) as usize * SUB + usize::try_from(sub).unwrap_or(0)
 }
 
 /// Smallest value that falls into bucket `i`, and the bucket's width.
 fn bucket_range(i: usize) -> (u64, u64) {
     let i = i as u64;
-    if i < LINEAR {
+    if i < LINEAR_U64 {
         return (i, 1);
     }
-    let j = i - LINEAR;
+    let j = i - LINEAR_U64;
     let exp = j / SUB as u64 + u64::from(SUB_BITS) + 1;
     let sub = j % SUB as u64;
     let width = 1u64 << (exp - u64::from(SUB_BITS));
@@ -105,6 +106,8 @@ impl Histogram {
             return 0;
         }
         // Rank of the wanted value, 1-based: ceil(q * count), at least 1.
+        // The product lies in [0, count], so the cast cannot truncate.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).clamp(1, self.count);
         let mut seen = 0;
         for (i, &c) in self.counts.iter().enumerate() {
@@ -163,7 +166,10 @@ mod tests {
             assert!(i >= last);
             last = i;
             let (lo, width) = bucket_range(i);
-            assert!(lo <= v && v - lo < width, "v={v} i={i} lo={lo} width={width}");
+            assert!(
+                lo <= v && v - lo < width,
+                "v={v} i={i} lo={lo} width={width}"
+            );
         }
     }
 
@@ -175,7 +181,10 @@ mod tests {
         }
         for (q, exact) in [(0.5, 500_000.0), (0.99, 990_000.0), (0.999, 999_000.0)] {
             let got = h.quantile(q) as f64;
-            assert!((got - exact).abs() / exact < 1.0 / 32.0, "q={q}: {got} vs {exact}");
+            assert!(
+                (got - exact).abs() / exact < 1.0 / 32.0,
+                "q={q}: {got} vs {exact}"
+            );
         }
         assert_eq!(h.max(), 1_000_000);
         assert_eq!(h.quantile(1.0), 1_000_000);

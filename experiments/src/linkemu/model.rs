@@ -66,7 +66,9 @@ pub const QUEUE_FLOOR_BYTES: u64 = 16 * FULL_FRAME_BYTES;
 /// flow keep the link busy. For `rate_bps == 0` (unlimited) the floor is
 /// returned (the queue is unused then anyway).
 pub fn bdp_queue_bytes(rate_bps: u64, rtt: Duration) -> u64 {
-    let bdp = u128::from(rate_bps) * rtt.as_nanos() / 8 / 1_000_000_000;
+    let bdp = u128::from(rate_bps)
+        .checked_mul(rtt.as_nanos())
+        .map_or(u128::MAX, |bits_ns| bits_ns / 8 / 1_000_000_000);
     u64::try_from(bdp)
         .unwrap_or(u64::MAX)
         .max(QUEUE_FLOOR_BYTES)
@@ -408,20 +410,32 @@ mod tests {
         for i in 1..=4u32 {
             assert_eq!(due(d.offer(Duration::ZERO, 1500)), MS * i);
         }
-        assert_eq!(d.offer(Duration::ZERO, 1500), Verdict::Drop(Reason::QueueFull));
+        assert_eq!(
+            d.offer(Duration::ZERO, 1500),
+            Verdict::Drop(Reason::QueueFull)
+        );
         // A smaller frame that still fits is accepted behind the others.
         let mut small = Direction::new(shape_12m(6100), 1).unwrap();
         for _ in 0..4 {
             due(small.offer(Duration::ZERO, 1500));
         }
-        assert_eq!(small.offer(Duration::ZERO, 1500), Verdict::Drop(Reason::QueueFull));
-        assert_eq!(due(small.offer(Duration::ZERO, 100)), Duration::from_nanos(4_066_666));
+        assert_eq!(
+            small.offer(Duration::ZERO, 1500),
+            Verdict::Drop(Reason::QueueFull)
+        );
+        assert_eq!(
+            due(small.offer(Duration::ZERO, 100)),
+            Duration::from_nanos(4_066_666)
+        );
         // After one frame is fully serialised there is room again.
         assert_eq!(d.backlog_bytes(ms(1)), 4500);
         assert_eq!(due(d.offer(ms(1), 1500)), ms(5));
         assert_eq!(d.offer(ms(1), 1500), Verdict::Drop(Reason::QueueFull));
         let c = d.counters();
-        assert_eq!((c.frames_in, c.frames_delivered, c.frames_dropped_queue), (7, 5, 2));
+        assert_eq!(
+            (c.frames_in, c.frames_delivered, c.frames_dropped_queue),
+            (7, 5, 2)
+        );
         assert_eq!(c.bytes_dropped_queue, 3000);
         assert_eq!(c.dropped(Reason::QueueFull), 2);
     }
@@ -432,7 +446,10 @@ mod tests {
         due(d.offer(Duration::ZERO, 1500));
         due(d.offer(Duration::ZERO, 1500));
         // Half-way through the first frame: it still occupies the queue.
-        assert_eq!(d.offer(Duration::from_micros(500), 1500), Verdict::Drop(Reason::QueueFull));
+        assert_eq!(
+            d.offer(Duration::from_micros(500), 1500),
+            Verdict::Drop(Reason::QueueFull)
+        );
         assert_eq!(due(d.offer(ms(1), 1500)), ms(3));
     }
 
@@ -440,7 +457,10 @@ mod tests {
     fn empty_queue_accepts_one_oversized_frame() {
         let mut d = Direction::new(shape_12m(100), 1).unwrap();
         assert_eq!(due(d.offer(Duration::ZERO, 1500)), ms(1));
-        assert_eq!(d.offer(Duration::ZERO, 60), Verdict::Drop(Reason::QueueFull));
+        assert_eq!(
+            d.offer(Duration::ZERO, 60),
+            Verdict::Drop(Reason::QueueFull)
+        );
         assert_eq!(due(d.offer(ms(1), 1500)), ms(2));
     }
 
@@ -529,8 +549,8 @@ mod tests {
         }
         let mean = sum / n as f64;
         assert!((mean - 10.0).abs() < 0.05, "mean {mean} ms");
-        assert!(lo >= 6.0 && lo < 6.01, "min {lo}");
-        assert!(hi <= 14.0 && hi > 13.99, "max {hi}");
+        assert!((6.0..6.01).contains(&lo), "min {lo}");
+        assert!(hi > 13.99 && hi <= 14.0, "max {hi}");
     }
 
     #[test]
@@ -566,7 +586,10 @@ mod tests {
                 (lost - expected).abs() < 4.0 * sigma,
                 "p={p}: lost {lost}, expected {expected} ± {sigma}"
             );
-            assert_eq!(d.counters().frames_delivered + d.counters().frames_dropped_loss, n);
+            assert_eq!(
+                d.counters().frames_delivered + d.counters().frames_dropped_loss,
+                n
+            );
         }
     }
 
@@ -597,7 +620,10 @@ mod tests {
         assert_eq!(d.offer(Duration::ZERO, 1500), Verdict::Drop(Reason::Loss));
         assert_eq!(d.offer(Duration::ZERO, 1500), Verdict::Drop(Reason::Loss));
         // Both lost frames are still being serialised: the queue is full.
-        assert_eq!(d.offer(Duration::ZERO, 1500), Verdict::Drop(Reason::QueueFull));
+        assert_eq!(
+            d.offer(Duration::ZERO, 1500),
+            Verdict::Drop(Reason::QueueFull)
+        );
         assert_eq!(d.backlog_bytes(ms(2)), 0);
     }
 

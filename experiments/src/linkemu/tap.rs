@@ -155,6 +155,9 @@ mod tests {
     fn missing_namespace_is_reported_with_its_path() {
         let err = Tap::create(Path::new("/nonexistent/netns/x"), "tap0").unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("open network namespace /nonexistent/netns/x"), "{msg}");
+        assert!(
+            msg.contains("open network namespace /nonexistent/netns/x"),
+            "{msg}"
+        );
     }
 }

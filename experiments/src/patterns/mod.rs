@@ -11,22 +11,23 @@
 //! - `all-to-all`: send one message to every other rank, then receive one from each.
 //!
 //! Before iteration 0 every rank opens all the connections it will need during the whole run
-//! (one per communicating pair, see [`net`]) and passes a start barrier coordinated by rank 0,
-//! so iteration times measure the benchmark and not the set-up. At the end every rank reports
-//! to rank 0, which adds a [`Summary`].
+//! (one TCP connection per pair of ranks that ever communicate, the higher rank connecting to
+//! the lower, plus a control connection from every rank to rank 0) and passes a start barrier
+//! coordinated by rank 0, so iteration times measure the benchmark and not the set-up. At the
+//! end every rank sends its [`RankReport`] to rank 0, which adds a [`Summary`].
 //!
 //! The binary `patterns` (`src/bin/patterns.rs`) is the command-line front end of [`run`].
 
 pub mod addr;
 pub mod compute;
-pub mod net;
+mod net;
 pub mod op;
 pub mod report;
 pub mod schedule;
 pub mod size;
 pub mod topology;
-pub mod transport;
-pub mod wire;
+mod transport;
+mod wire;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -136,40 +137,7 @@ pub fn run(config: &Config) -> Result<Outcome> {
     }
 
     let start = Instant::now();
-    let mut iter_times = Vec::new();
-    let (mut compute_s, mut compute_units) = (0.0, 0.0);
-    let progress_every = (config.iterations / 10).max(1);
-    for iteration in 0..config.iterations {
-        let plan = &plans[config.schedule.index_at(iteration)];
-        let began = Instant::now();
-        let units = config
-            .work
-            .units((plan.send.len() as u64).saturating_mul(config.size as u64));
-        compute::run(compute::rounds(units));
-        compute_s += began.elapsed().as_secs_f64();
-        compute_units += units;
-        for &peer in &plan.receive_first {
-            transport.receive(peer, iteration)?;
-        }
-        for &peer in &plan.send {
-            transport.send(peer, iteration)?;
-        }
-        for &peer in &plan.receive_after {
-            transport.receive(peer, iteration)?;
-        }
-        let took = began.elapsed().as_secs_f64();
-        iter_times.push(took);
-        let done = iteration + 1;
-        if rank == 0 && (done % progress_every == 0 || done == config.iterations) {
-            eprintln!(
-                "patterns: iteration {done}/{} ({}%), {:.3} s elapsed, last {:.3} ms",
-                config.iterations,
-                done * 100 / config.iterations,
-                start.elapsed().as_secs_f64(),
-                took * 1e3
-            );
-        }
-    }
+    let measured = iterate(config, &plans, &mut transport)?;
     let counters = transport.finish()?;
     let total_s = start.elapsed().as_secs_f64();
 
@@ -187,16 +155,71 @@ pub fn run(config: &Config) -> Result<Outcome> {
         compute,
         ratio,
         total_s,
-        iter_median_s: report::median(&iter_times),
-        iter_p95_s: report::percentile(&iter_times, 95),
-        iter_times_s: iter_times,
-        compute_s,
-        compute_units,
+        iter_median_s: report::median(&measured.iter_times),
+        iter_p95_s: report::percentile(&measured.iter_times, 95),
+        iter_times_s: measured.iter_times,
+        compute_s: measured.compute_s,
+        compute_units: measured.compute_units,
         bytes_sent: counters.bytes_sent,
         bytes_received: counters.bytes_received,
         messages_sent: counters.messages_sent,
         messages_received: counters.messages_received,
     };
-    let summary = control.gather(report.clone(), &setup)?.map(Summary::new);
+    let summary = control
+        .gather(report.clone(), &setup)?
+        .and_then(Summary::new);
     Ok(Outcome { report, summary })
+}
+
+/// What [`iterate`] measured.
+struct Measured {
+    /// Wall-clock seconds of every iteration.
+    iter_times: Vec<f64>,
+    /// Seconds spent in compute phases.
+    compute_s: f64,
+    /// Work units computed.
+    compute_units: f64,
+}
+
+/// Runs all iterations (`plans` indexed like `config.schedule.topologies()`); rank 0 prints
+/// progress about every 10% of them.
+fn iterate(config: &Config, plans: &[Plan], transport: &mut Transport) -> Result<Measured> {
+    let start = Instant::now();
+    let mut measured = Measured {
+        iter_times: Vec::new(),
+        compute_s: 0.0,
+        compute_units: 0.0,
+    };
+    let progress_every = (config.iterations / 10).max(1);
+    for iteration in 0..config.iterations {
+        let plan = &plans[config.schedule.index_at(iteration)];
+        let began = Instant::now();
+        let bytes_to_send = (plan.send.len() as u64).saturating_mul(config.size as u64);
+        let units = config.work.units(bytes_to_send);
+        compute::run(compute::rounds(units));
+        measured.compute_s += began.elapsed().as_secs_f64();
+        measured.compute_units += units;
+        for &peer in &plan.receive_first {
+            transport.receive(peer, iteration)?;
+        }
+        for &peer in &plan.send {
+            transport.send(peer, iteration)?;
+        }
+        for &peer in &plan.receive_after {
+            transport.receive(peer, iteration)?;
+        }
+        let took = began.elapsed().as_secs_f64();
+        measured.iter_times.push(took);
+        let done = iteration + 1;
+        if config.rank == 0 && (done % progress_every == 0 || done == config.iterations) {
+            eprintln!(
+                "patterns: iteration {done}/{} ({}%), {:.3} s elapsed, last {:.3} ms",
+                config.iterations,
+                done.saturating_mul(100) / config.iterations,
+                start.elapsed().as_secs_f64(),
+                took * 1e3
+            );
+        }
+    }
+    Ok(measured)
 }

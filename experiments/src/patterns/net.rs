@@ -233,7 +233,12 @@ fn connect(setup: &Setup<'_>, to: usize, channel: Channel, deadline: Instant) ->
     match say_hello(&mut stream, &hello, deadline) {
         Ok(None) => Ok(stream),
         Ok(Some(reason)) => bail!("{who} refused the connection from rank {rank}: {reason}"),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
             bail!(
                 "rank {rank}: {who} accepted the connection but did not answer the handshake \
                  within {} s (is something else listening there?)",

@@ -13,6 +13,7 @@ use super::topology::Graph;
 pub enum Op {
     /// Neighbour exchange: send one message to every neighbour in the topology, then receive
     /// one from each. Per iteration all ranks together send `2 * edges` messages.
+    #[value(help = "send one message to every neighbour, then receive one from each")]
     Exchange,
     /// Reduction toward rank 0 along the topology's breadth-first spanning tree (see
     /// [`Graph::reduce_tree`]): receive one message from each child, then send one message to
@@ -21,9 +22,17 @@ pub enum Op {
     /// messages. Nothing but rank 0's receives paces the other ranks, so a subtree may run
     /// ahead of its parent by the few messages that the per-connection send queue and TCP
     /// buffers hold.
+    #[value(
+        help = "receive one message from each child of the breadth-first spanning tree \
+                    rooted at rank 0, then send one to the parent"
+    )]
     Reduce,
     /// Every rank sends one message to every other rank, then receives one from each,
     /// regardless of the topology. Per iteration `n * (n - 1)` messages.
+    #[value(
+        help = "send one message to every other rank, then receive one from each \
+                    (ignores the topology)"
+    )]
     AllToAll,
 }
 

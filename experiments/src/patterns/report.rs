@@ -86,11 +86,10 @@ pub struct Summary {
 
 impl Summary {
     /// Summarises `reports`, which must be the reports of ranks `0..n` of one run, in rank
-    /// order (so every report has the same iteration count).
-    pub fn new(reports: Vec<RankReport>) -> Self {
-        let first = reports.first();
-        let count = first.map_or(0, |r| r.iter_times_s.len());
-        let iter_times_s: Vec<f64> = (0..count)
+    /// order (so they agree on everything but the measurements). `None` if there are none.
+    pub fn new(reports: Vec<RankReport>) -> Option<Self> {
+        let first = reports.first()?;
+        let iter_times_s: Vec<f64> = (0..first.iter_times_s.len())
             .map(|i| {
                 reports
                     .iter()
@@ -99,13 +98,13 @@ impl Summary {
             })
             .collect();
         let max = |f: fn(&RankReport) -> f64| reports.iter().map(f).fold(0.0, f64::max);
-        Summary {
+        Some(Summary {
             summary: true,
             n: reports.len(),
-            op: first.map_or(Op::Exchange, |r| r.op),
-            schedule: first.map(|r| r.schedule.clone()).unwrap_or_default(),
-            size: first.map_or(0, |r| r.size),
-            iterations: first.map_or(0, |r| r.iterations),
+            op: first.op,
+            schedule: first.schedule.clone(),
+            size: first.size,
+            iterations: first.iterations,
             total_s: max(|r| r.total_s),
             iter_median_s: median(&iter_times_s),
             iter_p95_s: percentile(&iter_times_s, 95),
@@ -114,7 +113,7 @@ impl Summary {
             bytes_received: reports.iter().map(|r| r.bytes_received).sum(),
             iter_times_s,
             ranks: reports,
-        }
+        })
     }
 }
 
@@ -197,10 +196,12 @@ mod tests {
 
     #[test]
     fn summary_takes_bsp_maxima() {
+        assert_eq!(Summary::new(Vec::new()), None);
         let s = Summary::new(vec![
             report(0, &[1.0, 5.0, 1.0], 30),
             report(1, &[2.0, 1.0, 1.0], 50),
-        ]);
+        ])
+        .unwrap();
         assert!(s.summary);
         assert_eq!(s.n, 2);
         assert_eq!(s.iter_times_s, [2.0, 5.0, 1.0]);

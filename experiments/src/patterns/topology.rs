@@ -46,7 +46,10 @@ pub enum TopologyError {
     #[error("bad dimensions `{0}` (expected extents >= 1 separated by `x`, e.g. 4x2)")]
     BadDims(String),
     /// The extents of a mesh or torus do not multiply to the number of ranks.
-    #[error("{topology} has {positions} positions but there are {n} ranks (the dimensions must multiply to the number of ranks)")]
+    #[error(
+        "{topology} has {positions} positions but there are {n} ranks (the dimensions must \
+         multiply to the number of ranks)"
+    )]
     DimsMismatch {
         /// The topology, as written.
         topology: String,

@@ -1,11 +1,12 @@
 //! The data plane during the run: one writer and one reader thread per data connection.
 //!
 //! The main thread never touches a socket. It hands messages to a connection's writer thread
-//! through a bounded queue ([`SEND_QUEUE`] messages deep, so a rank that only sends cannot run
-//! arbitrarily far ahead), and it learns about arrivals from notices that reader threads post
-//! once they have read (and discarded) a whole message. Readers drain their sockets
-//! continuously, independent of what the main thread waits for, so every writer makes progress
-//! while its peer is alive: no combination of message sizes and orders can deadlock.
+//! through a bounded queue (one message may wait besides the one being written, so a rank
+//! that only sends cannot run arbitrarily far ahead), and it learns about arrivals from
+//! notices that reader threads post once they have read (and discarded) a whole message.
+//! Readers drain their sockets continuously, independent of what the main thread waits for,
+//! so every writer makes progress while its peer is alive: no combination of message sizes
+//! and orders can deadlock.
 //!
 //! Per connection, messages arrive in the order they were sent, and both ends follow the same
 //! plan, so the next message from a peer must be for exactly the iteration the main thread
@@ -121,15 +122,19 @@ impl Transport {
     /// # Errors
     /// There is no connection to `peer`, or writing to it failed.
     pub fn send(&mut self, peer: usize, iteration: u64) -> Result<()> {
+        let label = &self.labels[peer];
         let link = self.links[peer]
-            .as_ref()
-            .ok_or_else(|| anyhow!("no connection to {}", self.labels[peer]))?;
+            .take()
+            .ok_or_else(|| anyhow!("no connection to {label}"))?;
         if link.jobs.send(iteration).is_err() {
-            // The writer only stops early on an error; collect it.
-            if let Some(link) = self.links[peer].take() {
-                return Err(writer_failure(link, &self.labels[peer], Some(iteration)));
-            }
+            // The writer only stops early on an error; report it.
+            return Err(match link.writer.join() {
+                Ok(Err(e)) => anyhow!("sending to {label} in iteration {iteration} failed: {e}"),
+                Ok(Ok(())) => anyhow!("the connection to {label} closed in iteration {iteration}"),
+                Err(_) => anyhow!("the writer thread for {label} panicked"),
+            });
         }
+        self.links[peer] = Some(link);
         self.counters.bytes_sent += self.size;
         self.counters.messages_sent += 1;
         Ok(())
@@ -193,18 +198,6 @@ impl Transport {
             }
         }
         Ok(self.counters)
-    }
-}
-
-/// The error that made `link`'s writer stop.
-fn writer_failure(link: Link, label: &str, iteration: Option<u64>) -> anyhow::Error {
-    let when = iteration
-        .map(|i| format!(" in iteration {i}"))
-        .unwrap_or_default();
-    match link.writer.join() {
-        Ok(Err(e)) => anyhow!("sending to {label}{when} failed: {e}"),
-        Ok(Ok(())) => anyhow!("the connection to {label} closed{when}"),
-        Err(_) => anyhow!("the writer thread for {label} panicked"),
     }
 }
 

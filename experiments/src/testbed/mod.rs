@@ -57,13 +57,15 @@ impl RunState {
     /// If there is no such run.
     pub fn load(run: &str) -> Result<Self> {
         let f = state_dir(run).join("state.json");
-        let text = fs::read_to_string(&f).map_err(|_| anyhow!("no run named `{run}` (see `testbed status --all`)"))?;
+        let text = fs::read_to_string(&f)
+            .map_err(|_| anyhow!("no run named `{run}` (see `testbed status --all`)"))?;
         serde_json::from_str(&text).with_context(|| format!("corrupt state file {}", f.display()))
     }
 
     fn save(&self) -> Result<()> {
         let f = state_dir(&self.run).join("state.json");
-        fs::write(&f, serde_json::to_string_pretty(self)?).with_context(|| format!("write {}", f.display()))
+        fs::write(&f, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("write {}", f.display()))
     }
 
     /// The node named `name`.
@@ -73,7 +75,11 @@ impl RunState {
     pub fn node(&self, name: &str) -> Result<&plan::Node> {
         self.plan.node_named(name).ok_or_else(|| {
             let names: Vec<&str> = self.plan.nodes.iter().map(|n| n.name.as_str()).collect();
-            anyhow!("run `{}` has no node `{name}`; it has: {}", self.run, names.join(", "))
+            anyhow!(
+                "run `{}` has no node `{name}`; it has: {}",
+                self.run,
+                names.join(", ")
+            )
         })
     }
 }
@@ -94,7 +100,9 @@ fn uts_file(run: &str, node: &str) -> PathBuf {
 /// If the name is not valid.
 pub fn check_run_name(run: &str) -> Result<()> {
     let ok = (1..=24).contains(&run.len())
-        && run.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && run
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !run.starts_with('-');
     if ok {
         Ok(())
@@ -120,7 +128,10 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    bail!("cannot find the `{name}` binary next to {} (run `cargo build -p experiments`)", exe.display())
+    bail!(
+        "cannot find the `{name}` binary next to {} (run `cargo build -p experiments`)",
+        exe.display()
+    )
 }
 
 /// Brings scenario `file` up as run `run` (default: the scenario's name) in `mode`.
@@ -155,7 +166,9 @@ pub fn up(file: &Path, run: Option<&str>, mode: Mode) -> Result<RunState> {
         }
         Err(e) => {
             let undo = down(&run);
-            let e = e.context(format!("testbed up {run} failed; everything it created was removed"));
+            let e = e.context(format!(
+                "testbed up {run} failed; everything it created was removed"
+            ));
             match undo {
                 Ok(_) => Err(e),
                 Err(u) => Err(e.context(format!("and cleaning up failed too: {u:#}"))),
@@ -167,7 +180,10 @@ pub fn up(file: &Path, run: Option<&str>, mode: Mode) -> Result<RunState> {
 fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let t = Instant::now();
     let r = f().with_context(|| format!("step `{name}`"))?;
-    eprintln!("testbed: {name:<28} {:>7.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    eprintln!(
+        "testbed: {name:<28} {:>7.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     Ok(r)
 }
 
@@ -179,9 +195,23 @@ fn build(scenario: &Scenario, state: &mut RunState) -> Result<()> {
     })?;
     let plan = state.plan.clone();
     let cg = Cgroups::new(&run);
-    step("cgroups", || plan.cgroups.iter().try_for_each(|(n, q)| cg.create(n, *q)))?;
+    step("cgroups", || {
+        plan.cgroups
+            .iter()
+            .try_for_each(|(n, q)| cg.create(n, *q))?;
+        if let Err(e) = cg.grant_realtime(plan::NET_CGROUP) {
+            eprintln!(
+                "testbed: warning: link emulators will run without real-time priority: {e:#}"
+            );
+        }
+        Ok(())
+    })?;
     step("namespaces", || {
-        let lines: Vec<String> = plan.nodes.iter().map(|n| format!("netns add {}", n.netns)).collect();
+        let lines: Vec<String> = plan
+            .nodes
+            .iter()
+            .map(|n| format!("netns add {}", n.netns))
+            .collect();
         sys::batch("ip", None, &lines)
     })?;
     step("sysctls", || {
@@ -218,21 +248,40 @@ fn build(scenario: &Scenario, state: &mut RunState) -> Result<()> {
     })?;
     step("link emulators", || {
         let testbed = sibling_binary("testbed")?;
-        for (k, w) in plan.wires.iter().enumerate().filter(|(_, w)| w.needs_emulator()) {
-            let pid = start_emulator(&testbed, &cg, &run, &plan, k)
+        for (k, w) in plan
+            .wires
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.needs_emulator())
+        {
+            let pid = start_emulator(&testbed, &run, &plan, k)
                 .with_context(|| format!("link emulator for {}", w.name))?;
             state.emulators.push((w.name.clone(), pid));
         }
         state.save()
     })?;
-    step("interfaces and addresses", || plan.ip.iter().try_for_each(|(ns, l)| sys::batch("ip", Some(ns), l)))?;
-    step("rate shaping (tc)", || plan.tc.iter().try_for_each(|(ns, l)| sys::batch("tc", Some(ns), l)))?;
-    step("bridge tables", || plan.bridge.iter().try_for_each(|(ns, l)| sys::batch("bridge", Some(ns), l)))?;
-    step("cross traffic and CPU hogs", || start_background(scenario, state))?;
+    step("interfaces and addresses", || {
+        plan.ip
+            .iter()
+            .try_for_each(|(ns, l)| sys::batch("ip", Some(ns), l))
+    })?;
+    step("rate shaping (tc)", || {
+        plan.tc
+            .iter()
+            .try_for_each(|(ns, l)| sys::batch("tc", Some(ns), l))
+    })?;
+    step("bridge tables", || {
+        plan.bridge
+            .iter()
+            .try_for_each(|(ns, l)| sys::batch("bridge", Some(ns), l))
+    })?;
+    step("cross traffic and CPU hogs", || {
+        start_background(scenario, state)
+    })?;
     Ok(())
 }
 
-fn start_emulator(testbed: &Path, cg: &Cgroups, run: &str, plan: &Plan, k: usize) -> Result<u32> {
+fn start_emulator(testbed: &Path, run: &str, plan: &Plan, k: usize) -> Result<u32> {
     let w = &plan.wires[k];
     let shape = w.shape.context("emulated wire without shape")?;
     let dir = linkemu::Shape {
@@ -250,7 +299,7 @@ fn start_emulator(testbed: &Path, cg: &Cgroups, run: &str, plan: &Plan, k: usize
         name: w.name.clone(),
         a: end(&w.a),
         b: end(&w.b),
-        a_to_b: dir.clone(),
+        a_to_b: dir,
         b_to_a: dir,
         max_frame: plan.max_frame(),
         seed: k as u64 + 1,
@@ -258,7 +307,13 @@ fn start_emulator(testbed: &Path, cg: &Cgroups, run: &str, plan: &Plan, k: usize
     };
     let log = fs::File::create(state_dir(run).join(format!("link-{}.log", w.name)))?;
     let mut child = Command::new(testbed)
-        .args(["linkemu", "--spec", &serde_json::to_string(&spec)?])
+        .args([
+            "linkemu",
+            "--run",
+            run,
+            "--spec",
+            &serde_json::to_string(&spec)?,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
@@ -266,14 +321,17 @@ fn start_emulator(testbed: &Path, cg: &Cgroups, run: &str, plan: &Plan, k: usize
         .spawn()
         .with_context(|| format!("spawn {}", testbed.display()))?;
     let pid = child.id();
-    cg.add(plan::NET_CGROUP, pid)?;
     let mut line = String::new();
     let stdout = child.stdout.take().context("emulator stdout")?;
     BufReader::new(stdout).read_line(&mut line)?;
     if line.trim() != "ready" {
         let status = child.wait()?;
-        let log = fs::read_to_string(state_dir(run).join(format!("link-{}.log", w.name))).unwrap_or_default();
-        bail!("emulator exited ({status}) before it was ready: {}", log.trim());
+        let log = fs::read_to_string(state_dir(run).join(format!("link-{}.log", w.name)))
+            .unwrap_or_default();
+        bail!(
+            "emulator exited ({status}) before it was ready: {}",
+            log.trim()
+        );
     }
     // The child keeps running; it is reaped by whoever kills it (`down`), or by init.
     std::mem::forget(child);
@@ -297,7 +355,10 @@ fn start_background(scenario: &Scenario, state: &RunState) -> Result<()> {
     };
     for (k, c) in scenario.cross_traffic.iter().enumerate() {
         let port = 5201 + k;
-        let to_ip = state.node(&c.to)?.ip.context("cross traffic target has no address")?;
+        let to_ip = state
+            .node(&c.to)?
+            .ip
+            .context("cross traffic target has no address")?;
         spawn(&c.to, format!("exec iperf3 -s -p {port}"))?;
         spawn(
             &c.from,
@@ -310,7 +371,14 @@ fn start_background(scenario: &Scenario, state: &RunState) -> Result<()> {
     }
     for h in &scenario.cpu_hogs {
         let host = &scenario.hosts[h.host];
-        spawn(&host.name, format!("exec {} hog --after {}", testbed.display(), h.start.as_secs_f64()))?;
+        spawn(
+            &host.name,
+            format!(
+                "exec {} hog --after {}",
+                testbed.display(),
+                h.start.as_secs_f64()
+            ),
+        )?;
     }
     Ok(())
 }
@@ -385,9 +453,17 @@ pub fn down(run: &str) -> Result<Removed> {
 #[must_use]
 pub fn runs() -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(sys::STATE_DIR)
-        .map(|d| d.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
         .unwrap_or_default();
-    v.extend(sys::netns_with_prefix("tb-").iter().filter_map(|n| n.strip_prefix("tb-")?.split_once('.').map(|(r, _)| r.to_string())));
+    v.extend(sys::netns_with_prefix("tb-").iter().filter_map(|n| {
+        n.strip_prefix("tb-")?
+            .split_once('.')
+            .map(|(r, _)| r.to_string())
+    }));
     v.extend(Cgroups::runs());
     v.sort();
     v.dedup();
@@ -403,7 +479,9 @@ pub fn runs() -> Vec<String> {
 pub fn exec(run: &str, node: &str, cmd: &[String]) -> anyhow::Error {
     match enter(run, node) {
         Ok(()) => {
-            let Some((prog, args)) = cmd.split_first() else { return anyhow!("no command given") };
+            let Some((prog, args)) = cmd.split_first() else {
+                return anyhow!("no command given");
+            };
             let e = Command::new(prog).args(args).exec();
             anyhow!("cannot run `{prog}` on {node}: {e}")
         }
@@ -424,8 +502,14 @@ pub fn enter(run: &str, node: &str) -> Result<()> {
     let net = fs::File::open(Path::new(sys::NETNS_DIR).join(&n.netns))
         .with_context(|| format!("namespace {} is gone: is the run still up?", n.netns))?;
     unshare(CloneFlags::CLONE_NEWNS).context("unshare mount namespace")?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .context("make / a slave mount")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .context("make / a slave mount")?;
     setns(&net, CloneFlags::CLONE_NEWNET).context("enter network namespace")?;
     if n.kind != NodeKind::Switch {
         let uts = fs::File::open(uts_file(run, node)).context("open UTS namespace")?;
@@ -437,10 +521,18 @@ pub fn enter(run: &str, node: &str) -> Result<()> {
     let keep = state_dir(run).join("cgroup-mount");
     fs::create_dir_all(&keep)?;
     let none = None::<&str>;
-    mount(Some("/sys/fs/cgroup"), &keep, none, MsFlags::MS_BIND | MsFlags::MS_REC, none).context("keep cgroups")?;
+    mount(
+        Some("/sys/fs/cgroup"),
+        &keep,
+        none,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none,
+    )
+    .context("keep cgroups")?;
     umount2("/sys", MntFlags::MNT_DETACH).context("unmount /sys")?;
     mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), none).context("mount /sys")?;
-    mount(Some(&keep), "/sys/fs/cgroup", none, MsFlags::MS_MOVE, none).context("move cgroups back")?;
+    mount(Some(&keep), "/sys/fs/cgroup", none, MsFlags::MS_MOVE, none)
+        .context("move cgroups back")?;
     Ok(())
 }
 
@@ -538,7 +630,11 @@ pub fn status(run: &str) -> Result<Status> {
         .iter()
         .filter(|w| w.emulated)
         .map(|w| {
-            let pid = state.emulators.iter().find(|(n, _)| n == &w.name).map(|(_, p)| *p);
+            let pid = state
+                .emulators
+                .iter()
+                .find(|(n, _)| n == &w.name)
+                .map(|(_, p)| *p);
             let s = w.shape.unwrap_or(crate::scenario::LinkShape {
                 rate_bps: 0,
                 delay: Duration::ZERO,
@@ -557,7 +653,10 @@ pub fn status(run: &str) -> Result<Status> {
                 name: w.name.clone(),
                 kind,
                 pid,
-                alive: pid.is_none_or(|p| cg.pids_of(plan::NET_CGROUP).contains(&i32::try_from(p).unwrap_or(-1))),
+                alive: pid.is_none_or(|p| {
+                    cg.pids_of(plan::NET_CGROUP)
+                        .contains(&i32::try_from(p).unwrap_or(-1))
+                }),
                 rate_bps: s.rate_bps,
                 delay_ms: s.delay.as_secs_f64() * 1e3,
                 jitter_ms: s.jitter.as_secs_f64() * 1e3,
@@ -584,14 +683,30 @@ pub fn status(run: &str) -> Result<Status> {
 ///
 /// # Errors
 /// If a rank fails or the run does not finish within `timeout`.
-pub fn run_patterns(run: &str, n: Option<usize>, args: &[String], timeout: Duration) -> Result<serde_json::Value> {
+pub fn run_patterns(
+    run: &str,
+    n: Option<usize>,
+    args: &[String],
+    timeout: Duration,
+) -> Result<serde_json::Value> {
     let state = RunState::load(run)?;
-    let guests: Vec<&plan::Node> = state.plan.nodes.iter().filter(|x| x.kind == NodeKind::Guest).collect();
+    let guests: Vec<&plan::Node> = state
+        .plan
+        .nodes
+        .iter()
+        .filter(|x| x.kind == NodeKind::Guest)
+        .collect();
     let n = n.unwrap_or(guests.len());
     if n < 2 || n > guests.len() {
-        bail!("patterns needs 2..={} ranks in run `{run}`, asked for {n}", guests.len());
+        bail!(
+            "patterns needs 2..={} ranks in run `{run}`, asked for {n}",
+            guests.len()
+        );
     }
-    let peers: Vec<String> = guests[..n].iter().filter_map(|g| g.ip.map(|ip| ip.to_string())).collect();
+    let peers: Vec<String> = guests[..n]
+        .iter()
+        .filter_map(|g| g.ip.map(|ip| ip.to_string()))
+        .collect();
     let testbed = sibling_binary("testbed")?;
     let patterns = sibling_binary("patterns")?;
     let mut children = Vec::new();
@@ -603,7 +718,11 @@ pub fn run_patterns(run: &str, n: Option<usize>, args: &[String], timeout: Durat
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(if rank == 0 { Stdio::inherit() } else { Stdio::piped() })
+            .stderr(if rank == 0 {
+                Stdio::inherit()
+            } else {
+                Stdio::piped()
+            })
             .spawn()
             .with_context(|| format!("start patterns on {}", g.name))?;
         children.push((g.name.clone(), child));
@@ -629,10 +748,16 @@ pub fn run_patterns(run: &str, n: Option<usize>, args: &[String], timeout: Durat
                 if rank == 0 {
                     let text = String::from_utf8_lossy(&out.stdout);
                     let last = text.lines().last().unwrap_or_default();
-                    summary = Some(serde_json::from_str(last).with_context(|| format!("rank 0 summary: {last}"))?);
+                    summary = Some(
+                        serde_json::from_str(last)
+                            .with_context(|| format!("rank 0 summary: {last}"))?,
+                    );
                 }
             }
-            Some(s) => failures.push(format!("{name} ({s}): {}", String::from_utf8_lossy(&out.stderr).trim())),
+            Some(s) => failures.push(format!(
+                "{name} ({s}): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
             None => failures.push(format!("{name}: timed out after {timeout:?}")),
         }
     }
@@ -653,9 +778,17 @@ pub fn run_patterns(run: &str, n: Option<usize>, args: &[String], timeout: Durat
 /// Unknown run, bad `n`, or `mpirun` missing; the program's own failure is in the exit status.
 pub fn mpirun(run: &str, n: usize, cmd: &[String]) -> Result<std::process::ExitStatus> {
     let state = RunState::load(run)?;
-    let guests: Vec<&plan::Node> = state.plan.nodes.iter().filter(|x| x.kind == NodeKind::Guest).collect();
+    let guests: Vec<&plan::Node> = state
+        .plan
+        .nodes
+        .iter()
+        .filter(|x| x.kind == NodeKind::Guest)
+        .collect();
     if n < 1 || n > guests.len() {
-        bail!("run `{run}` has {} guests, asked for {n} ranks", guests.len());
+        bail!(
+            "run `{run}` has {} guests, asked for {n} ranks",
+            guests.len()
+        );
     }
     if cmd.is_empty() {
         bail!("no MPI program given");
@@ -683,7 +816,9 @@ pub fn mpirun(run: &str, n: usize, cmd: &[String]) -> Result<std::process::ExitS
     for (k, v) in &mca {
         c.args(["--mca", k, v]);
     }
-    c.args(cmd).env("OMPI_ALLOW_RUN_AS_ROOT", "1").env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    c.args(cmd)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
     c.status().context("run mpirun (is openmpi-bin installed?)")
 }
 
@@ -700,6 +835,8 @@ pub fn rsh(run: &str, host: &str, words: &[String]) -> anyhow::Error {
             .map(|n| n.name.clone()),
         Err(e) => return e,
     };
-    let Some(node) = node else { return anyhow!("rsh: run `{run}` has no node `{host}`") };
+    let Some(node) = node else {
+        return anyhow!("rsh: run `{run}` has no node `{host}`");
+    };
     exec(run, &node, &["sh".into(), "-c".into(), words.join(" ")])
 }

@@ -122,7 +122,8 @@ impl Wire {
     #[must_use]
     pub fn queue_bytes(&self) -> u64 {
         self.shape.map_or(0, |s| {
-            s.queue_bytes.unwrap_or_else(|| bdp_queue_bytes(s.rate_bps, 2 * s.delay))
+            s.queue_bytes
+                .unwrap_or_else(|| bdp_queue_bytes(s.rate_bps, 2 * s.delay))
         })
     }
 }
@@ -209,11 +210,21 @@ impl Plan {
             p.node(&sw(s), NodeKind::Switch, NET_CGROUP, None);
         }
         for h in &scenario.hosts {
-            p.node(&h.name, NodeKind::Host, &h.name, Some(host_underlay_ip(h.index)));
+            p.node(
+                &h.name,
+                NodeKind::Host,
+                &h.name,
+                Some(host_underlay_ip(h.index)),
+            );
             p.cgroups.insert(h.name.clone(), h.cpu);
         }
         for g in &scenario.guests {
-            p.node(&g.name, NodeKind::Guest, &scenario.hosts[g.host].name, Some(g.ip));
+            p.node(
+                &g.name,
+                NodeKind::Guest,
+                &scenario.hosts[g.host].name,
+                Some(g.ip),
+            );
         }
         p.node("proxy", NodeKind::Proxy, "proxy", Some(PROXY_UNDERLAY_IP));
         p.node("user", NodeKind::User, "user", Some(scenario.user_ip()));
@@ -224,7 +235,9 @@ impl Plan {
         // Switches: a bridge each.
         for s in 0..scenario.sites.len() {
             let cmds = p.ip.entry(ns(&sw(s))).or_default();
-            cmds.push(format!("link add br0 mtu {mtu} type bridge stp_state 0 mcast_snooping 0"));
+            cmds.push(format!(
+                "link add br0 mtu {mtu} type bridge stp_state 0 mcast_snooping 0"
+            ));
         }
 
         // Access wires: hosts and the Proxy to their site's switch.
@@ -232,15 +245,29 @@ impl Plan {
             .hosts
             .iter()
             .map(|h| (h.name.clone(), h.site, host_underlay_ip(h.index)))
-            .chain(std::iter::once(("proxy".to_string(), scenario.proxy_site, PROXY_UNDERLAY_IP)))
+            .chain(std::iter::once((
+                "proxy".to_string(),
+                scenario.proxy_site,
+                PROXY_UNDERLAY_IP,
+            )))
             .collect();
         for (node, site, _) in &uplinks {
-            let port = if node == "proxy" { "px".to_string() } else { format!("h{}", &node[4..]) };
+            let port = if node == "proxy" {
+                "px".to_string()
+            } else {
+                format!("h{}", &node[4..])
+            };
             let shape = scenario.sites[*site].access;
             p.wire(
                 format!("{node}-{}", sw(*site)),
-                End { netns: ns(node), ifname: "eth0".into() },
-                End { netns: ns(&sw(*site)), ifname: port.clone() },
+                End {
+                    netns: ns(node),
+                    ifname: "eth0".into(),
+                },
+                End {
+                    netns: ns(&sw(*site)),
+                    ifname: port.clone(),
+                },
                 (shape.rate_bps > 0 || !shape.kernel_only()).then_some(shape),
                 true,
             );
@@ -252,8 +279,14 @@ impl Plan {
             let ifname = format!("l{k}");
             p.wire(
                 format!("{}-{}", scenario.sites[l.a].name, scenario.sites[l.b].name),
-                End { netns: ns(&sw(l.a)), ifname: ifname.clone() },
-                End { netns: ns(&sw(l.b)), ifname: ifname.clone() },
+                End {
+                    netns: ns(&sw(l.a)),
+                    ifname: ifname.clone(),
+                },
+                End {
+                    netns: ns(&sw(l.b)),
+                    ifname: ifname.clone(),
+                },
                 Some(l.shape),
                 true,
             );
@@ -264,14 +297,22 @@ impl Plan {
         // The user's LAN: user's eth0 cabled to the Proxy's LAN bridge.
         p.wire(
             "user-proxy".into(),
-            End { netns: ns("user"), ifname: "eth0".into() },
-            End { netns: ns("proxy"), ifname: "user".into() },
+            End {
+                netns: ns("user"),
+                ifname: "eth0".into(),
+            },
+            End {
+                netns: ns("proxy"),
+                ifname: "user".into(),
+            },
             None,
             false,
         );
         {
             let c = p.ip.entry(ns("proxy")).or_default();
-            c.push(format!("link add br0 mtu {GUEST_MTU} type bridge stp_state 0 mcast_snooping 0"));
+            c.push(format!(
+                "link add br0 mtu {GUEST_MTU} type bridge stp_state 0 mcast_snooping 0"
+            ));
         }
         p.port_of(&ns("proxy"), "user", "br0", GUEST_MTU);
         p.ip.entry(ns("user")).or_default().extend([
@@ -290,8 +331,14 @@ impl Plan {
             let port = g.name.clone();
             p.wire(
                 format!("{}-{host}", g.name),
-                End { netns: ns(&g.name), ifname: "eth0".into() },
-                End { netns: ns(host), ifname: port.clone() },
+                End {
+                    netns: ns(&g.name),
+                    ifname: "eth0".into(),
+                },
+                End {
+                    netns: ns(host),
+                    ifname: port.clone(),
+                },
                 None,
                 false,
             );
@@ -321,19 +368,27 @@ impl Plan {
                     c.push("link set vxlan0 master br0 up".into());
                     let fdb = p.bridge.entry(ns(node)).or_default();
                     for (_, _, peer) in uplinks.iter().filter(|(_, _, peer)| peer != ip) {
-                        fdb.push(format!("fdb append 00:00:00:00:00:00 dev vxlan0 dst {peer}"));
+                        fdb.push(format!(
+                            "fdb append 00:00:00:00:00:00 dev vxlan0 dst {peer}"
+                        ));
                     }
                 }
             }
         }
         for node in uplinks.iter().map(|u| u.0.as_str()) {
-            p.ip.entry(ns(node)).or_default().push("link set br0 up".into());
+            p.ip.entry(ns(node))
+                .or_default()
+                .push("link set br0 up".into());
         }
         for s in 0..scenario.sites.len() {
-            p.ip.entry(ns(&sw(s))).or_default().push("link set br0 up".into());
+            p.ip.entry(ns(&sw(s)))
+                .or_default()
+                .push("link set br0 up".into());
         }
         for n in &p.nodes {
-            p.ip.entry(n.netns.clone()).or_default().insert(0, "link set lo up".into());
+            p.ip.entry(n.netns.clone())
+                .or_default()
+                .insert(0, "link set lo up".into());
         }
 
         // Rate shaping of kernel-only wires: tbf on both ends' egress.
@@ -341,11 +396,17 @@ impl Plan {
             .wires
             .iter()
             .filter(|w| !w.needs_emulator())
-            .filter_map(|w| w.shape.filter(|s| s.rate_bps > 0).map(|s| (w.a.clone(), w.b.clone(), s, w.queue_bytes())))
+            .filter_map(|w| {
+                w.shape
+                    .filter(|s| s.rate_bps > 0)
+                    .map(|s| (w.a.clone(), w.b.clone(), s, w.queue_bytes()))
+            })
             .collect();
         for (a, b, s, queue) in shaped {
             for end in [a, b] {
-                p.tc.entry(end.netns).or_default().push(tbf(&end.ifname, s.rate_bps, queue, mtu));
+                p.tc.entry(end.netns)
+                    .or_default()
+                    .push(tbf(&end.ifname, s.rate_bps, queue, mtu));
             }
         }
         p
@@ -362,7 +423,13 @@ impl Plan {
     }
 
     fn wire(&mut self, name: String, a: End, b: End, shape: Option<LinkShape>, emulated: bool) {
-        self.wires.push(Wire { name, a, b, shape, emulated });
+        self.wires.push(Wire {
+            name,
+            a,
+            b,
+            shape,
+            emulated,
+        });
     }
 
     fn port_of(&mut self, netns: &str, ifname: &str, bridge: &str, mtu: u32) {
@@ -461,7 +528,9 @@ delay = "5ms"
         let v = Plan::new(&scenario(), "r", Mode::Vxlan);
         assert_eq!(d.underlay_mtu, 1500);
         assert_eq!(v.underlay_mtu, 1550);
-        assert!(d.ip["tb-r.host1"].iter().any(|c| c == "link set eth0 master br0"));
+        assert!(d.ip["tb-r.host1"]
+            .iter()
+            .any(|c| c == "link set eth0 master br0"));
         assert!(v.ip["tb-r.host1"].iter().any(|c| c.contains("type vxlan")));
         // Full mesh: each VTEP (3 hosts + Proxy) floods to the 3 others.
         assert_eq!(v.bridge["tb-r.proxy"].len(), 3);

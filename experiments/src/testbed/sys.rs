@@ -18,6 +18,10 @@ pub const STATE_DIR: &str = "/run/testbed";
 pub const CONTROLLERS: [&str; 2] = ["cpu", "cpuacct"];
 /// CFS period used for every quota.
 pub const CFS_PERIOD_US: u64 = 100_000;
+/// Real-time budget of one run's link emulators, in µs per second per CPU.
+pub const RT_RUN_US: u64 = 300_000;
+/// Real-time budget of all runs together (the machine's default ceiling is 950 000).
+pub const RT_ALL_US: u64 = 900_000;
 
 /// Runs `tool [-n NETNS] -batch -` with `lines` on stdin.
 ///
@@ -52,7 +56,11 @@ pub fn batch(tool: &str, netns: Option<&str>, lines: &[String]) -> Result<()> {
             .and_then(|n| lines.get(n.wrapping_sub(1)))
             .map(|l| format!(" (at `{tool} {l}`)"))
             .unwrap_or_default();
-        bail!("{tool} in {}: {}{failed}", netns.unwrap_or("root namespace"), err.trim());
+        bail!(
+            "{tool} in {}: {}{failed}",
+            netns.unwrap_or("root namespace"),
+            err.trim()
+        );
     }
     Ok(())
 }
@@ -115,11 +123,15 @@ pub fn pids_in_netns(netns: &[String]) -> Vec<i32> {
     if inodes.is_empty() {
         return Vec::new();
     }
-    let Ok(proc_dir) = fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(proc_dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     proc_dir
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-        .filter(|pid| fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| inodes.contains(&m.ino())))
+        .filter(|pid| {
+            fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| inodes.contains(&m.ino()))
+        })
         .collect()
 }
 
@@ -140,13 +152,18 @@ impl Cgroups {
     /// The cgroups of run `run`.
     #[must_use]
     pub fn new(run: &str) -> Self {
-        Cgroups { run: run.to_string() }
+        Cgroups {
+            run: run.to_string(),
+        }
     }
 
     /// Directory of the run's cgroups in `controller`.
     #[must_use]
     pub fn run_dir(&self, controller: &str) -> PathBuf {
-        Path::new("/sys/fs/cgroup").join(controller).join("testbed").join(&self.run)
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join("testbed")
+            .join(&self.run)
     }
 
     /// Directory of cgroup `name` in `controller`.
@@ -165,12 +182,43 @@ impl Cgroups {
             fs::create_dir_all(&d).with_context(|| format!("create cgroup {}", d.display()))?;
         }
         if let Some(cores) = cores {
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
             let quota = (cores * CFS_PERIOD_US as f64).round().max(1000.0) as u64;
             let d = self.dir("cpu", name);
             fs::write(d.join("cpu.cfs_period_us"), CFS_PERIOD_US.to_string())?;
             fs::write(d.join("cpu.cfs_quota_us"), quota.to_string())
                 .with_context(|| format!("set cpu.cfs_quota_us of {}", d.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Gives cgroup `name` (and the run and the `testbed` parent) a real-time budget, so that
+    /// `SCHED_FIFO` link emulators can run in it: the kernel's RT group scheduling lets a cgroup
+    /// hold real-time tasks only with `cpu.rt_runtime_us` > 0 there and in every ancestor. The
+    /// budget also caps them: a run's emulators together get at most [`RT_RUN_US`] of every
+    /// [`CFS_PERIOD_US`]-long period on each CPU.
+    ///
+    /// # Errors
+    /// If the budget cannot be set (e.g. other runs hold the `testbed` parent's whole budget).
+    pub fn grant_realtime(&self, name: &str) -> Result<()> {
+        let parent = self
+            .run_dir("cpu")
+            .parent()
+            .context("cgroup parent")?
+            .join("cpu.rt_runtime_us");
+        let current: u64 = fs::read_to_string(&parent)?.trim().parse().unwrap_or(0);
+        if current < RT_ALL_US {
+            fs::write(&parent, RT_ALL_US.to_string())
+                .with_context(|| format!("write {}", parent.display()))?;
+        }
+        for dir in [self.run_dir("cpu"), self.dir("cpu", name)] {
+            let f = dir.join("cpu.rt_runtime_us");
+            fs::write(&f, RT_RUN_US.to_string())
+                .with_context(|| format!("write {}", f.display()))?;
         }
         Ok(())
     }
@@ -182,7 +230,8 @@ impl Cgroups {
     pub fn add(&self, name: &str, pid: u32) -> Result<()> {
         for c in CONTROLLERS {
             let f = self.dir(c, name).join("cgroup.procs");
-            fs::write(&f, pid.to_string()).with_context(|| format!("move pid {pid} into {}", f.display()))?;
+            fs::write(&f, pid.to_string())
+                .with_context(|| format!("move pid {pid} into {}", f.display()))?;
         }
         Ok(())
     }
@@ -208,7 +257,9 @@ impl Cgroups {
     pub fn pids(&self) -> Vec<i32> {
         let mut pids = Vec::new();
         for c in CONTROLLERS {
-            let Ok(dirs) = fs::read_dir(self.run_dir(c)) else { continue };
+            let Ok(dirs) = fs::read_dir(self.run_dir(c)) else {
+                continue;
+            };
             for d in dirs.filter_map(|e| e.ok()) {
                 if let Ok(s) = fs::read_to_string(d.path().join("cgroup.procs")) {
                     pids.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
@@ -236,8 +287,12 @@ impl Cgroups {
         for c in CONTROLLERS {
             let dir = self.run_dir(c);
             if let Ok(children) = fs::read_dir(&dir) {
-                for child in children.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
-                    fs::remove_dir(child.path()).with_context(|| format!("remove cgroup {}", child.path().display()))?;
+                for child in children
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_dir())
+                {
+                    fs::remove_dir(child.path())
+                        .with_context(|| format!("remove cgroup {}", child.path().display()))?;
                 }
             }
             if dir.exists() {
@@ -257,7 +312,10 @@ impl Cgroups {
         let mut v = Vec::new();
         for c in CONTROLLERS {
             if let Ok(d) = fs::read_dir(Path::new("/sys/fs/cgroup").join(c).join("testbed")) {
-                v.extend(d.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()));
+                v.extend(
+                    d.filter_map(|e| e.ok())
+                        .filter_map(|e| e.file_name().into_string().ok()),
+                );
             }
         }
         v.sort();
@@ -313,7 +371,11 @@ pub fn create_uts(file: &Path, hostname: &str) -> Result<()> {
         .output()
         .context("cannot run `unshare` (util-linux)")?;
     if !out.status.success() {
-        bail!("unshare --uts={}: {}", file.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "unshare --uts={}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
