@@ -1021,3 +1021,34 @@ cpu = 1.0
         assert!(parse_bytes("-1").is_err());
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    /// Every scenario shipped in `experiments/scenarios/` is valid, with the papers' host counts.
+    #[test]
+    fn shipped_scenarios_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut seen = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen.push((s.name.clone(), s.hosts.len(), s.guests.len()));
+            }
+        }
+        seen.sort();
+        let expect = [
+            ("cluster-28", 28),
+            ("man", 8),
+            ("single-cluster", 8),
+            ("two-clusters", 8),
+            ("wan", 8),
+        ];
+        assert_eq!(seen.len(), expect.len(), "{seen:?}");
+        for ((name, hosts, guests), (want, n)) in seen.iter().zip(expect) {
+            assert_eq!((name.as_str(), *hosts, *guests), (want, n, n));
+        }
+    }
+}

@@ -348,3 +348,72 @@ fn cpu_hog_slows_only_its_own_host() {
         "the hog should slow its own host: {base} vs {hogged}"
     );
 }
+
+/// Bytes sent and received so far on a node's `eth0`.
+fn nic_bytes(run: &Run, node: &str) -> (u64, u64) {
+    let read = |what: &str| -> u64 {
+        let out = run.exec(
+            node,
+            &["cat", &format!("/sys/class/net/eth0/statistics/{what}")],
+        );
+        ok(out, "read NIC counter").trim().parse().unwrap()
+    };
+    (read("tx_bytes"), read("rx_bytes"))
+}
+
+#[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
+fn mpirun_alltoall_crosses_the_guests_nics() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let program = dir.join("alltoall");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("mpi/alltoall.c");
+    let out = Command::new("mpicc")
+        .args(["-O2", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .output()
+        .unwrap();
+    ok(
+        out,
+        "mpicc (is libopenmpi-dev installed? `cargo xtask install`)",
+    );
+
+    let run = Run::up("two-clusters", "t-mpi", "direct");
+    let guests = ["vm1", "vm2", "vm3", "vm4", "vm5"];
+    let before: Vec<(u64, u64)> = guests.iter().map(|g| nic_bytes(&run, g)).collect();
+    let (bytes, iterations) = (262_144u64, 10u64);
+    let out = testbed()
+        .args(["mpirun", "t-mpi", "-n", "4", "--"])
+        .arg(&program)
+        .args([bytes.to_string(), iterations.to_string()])
+        .output()
+        .unwrap();
+    let text = ok(out, "testbed mpirun");
+    let report: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(report["ranks"], 4);
+    assert_eq!(
+        report["errors"], 0,
+        "every byte received must be the one sent"
+    );
+    assert_eq!(
+        report["hosts"],
+        serde_json::json!(["vm1", "vm2", "vm3", "vm4"]),
+        "one rank per guest"
+    );
+    let after: Vec<(u64, u64)> = guests.iter().map(|g| nic_bytes(&run, g)).collect();
+    // Each rank sent its blocks to the 3 others and received theirs, all through its own NIC.
+    let per_rank = 3 * bytes * iterations;
+    for (i, g) in guests[..4].iter().enumerate() {
+        let (tx, rx) = (after[i].0 - before[i].0, after[i].1 - before[i].1);
+        assert!(
+            tx >= per_rank && rx >= per_rank,
+            "{g}: tx {tx} rx {rx}, expected at least {per_rank} each"
+        );
+    }
+    // A guest without a rank saw only broadcast traffic.
+    let (tx, rx) = (after[4].0 - before[4].0, after[4].1 - before[4].1);
+    assert!(
+        tx + rx < 100_000,
+        "vm5 carried {tx} + {rx} bytes without a rank"
+    );
+}

@@ -1,8 +1,8 @@
 //! End-to-end tests of the link emulator between two real network namespaces
 //! (end-to-end tier).
 //!
-//! Needs root, `ip`, `ping` and `/dev/net/tun`; each test prints why and
-//! passes vacuously when they are missing. The namespaces are named
+//! Needs root, `ip`, `ping` and `/dev/net/tun` (a test fails, saying which is
+//! missing); run by `cargo xtask test`, which passes `--ignored`. The namespaces are named
 //! `lemu-<pid>-<n>-{a,b}` and are always deleted (drop guards), also when an
 //! assertion fails; the emulator is stopped before its namespaces go.
 
@@ -18,14 +18,8 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 const B: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
 
-fn prerequisites_met() -> bool {
-    match harness::prerequisites() {
-        Ok(()) => true,
-        Err(why) => {
-            eprintln!("skipping linkemu end-to-end test: {why}");
-            false
-        }
-    }
+fn prerequisites() -> anyhow::Result<()> {
+    harness::prerequisites().map_err(anyhow::Error::msg)
 }
 
 fn spec(pair: &NetnsPair, shape: Shape) -> LinkSpec {
@@ -51,11 +45,10 @@ fn up(pair: &NetnsPair) -> anyhow::Result<()> {
 }
 
 #[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
 fn linkemu_netns_rtt_and_rate() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !prerequisites_met() {
-        return Ok(());
-    }
+    prerequisites()?;
     let delay = Duration::from_millis(10);
     let rate = 20_000_000;
     let shape = Shape {
@@ -140,11 +133,10 @@ fn linkemu_netns_rtt_and_rate() -> anyhow::Result<()> {
 }
 
 #[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
 fn linkemu_netns_survives_down_interface_and_oversize_frames() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !prerequisites_met() {
-        return Ok(());
-    }
+    prerequisites()?;
     let stats_file = std::env::temp_dir().join(format!("lemu-{}-stats.json", std::process::id()));
     let _ = std::fs::remove_file(&stats_file);
     struct RemoveOnDrop(std::path::PathBuf);
@@ -216,11 +208,10 @@ fn linkemu_netns_survives_down_interface_and_oversize_frames() -> anyhow::Result
 }
 
 #[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
 fn linkemu_netns_missing_namespace_is_a_clear_error() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !prerequisites_met() {
-        return;
-    }
+    prerequisites().expect("prerequisites of the end-to-end tier");
     let pair = NetnsPair::create().expect("create namespaces");
     let mut link = spec(&pair, Shape::unlimited());
     link.b.netns = "/run/netns/lemu-does-not-exist".into();

@@ -12,10 +12,12 @@
 //!   (Ethernet header included, as the shapers count it) carries 1448 bytes of payload (TCP with
 //!   timestamps) at MTU 1500.
 //! - **A BSP iteration** in which ranks exchange messages: every directed hop carries the frames of
-//!   every message routed over it (payload × 1514/1448); the iteration takes as long as the most
-//!   loaded hop needs at its rate, plus the longest one-way delay among the pairs that talk (the
-//!   last message still has to arrive). Acknowledgements and connection set-up are left out: the
-//!   model is a lower bound that well-behaved TCP gets close to.
+//!   every message routed over it (payload × 1514/1448) and, in the other direction, their TCP
+//!   acknowledgements (one 66-byte frame per two full frames: delayed ACKs); the iteration takes
+//!   as long as the most loaded hop needs at its rate, plus the longest one-way delay among the
+//!   pairs that talk (the last message still has to arrive). It is a lower bound: TCP's loss
+//!   recovery and the stragglers of each iteration (every rank waits for its slowest message) come
+//!   on top, less so the longer an iteration lasts.
 
 use std::time::Duration;
 
@@ -26,6 +28,8 @@ use crate::testbed::plan::{serialisation, Plan, Wire};
 pub const FULL_FRAME: f64 = 1514.0;
 /// TCP payload of one full frame (MSS with timestamps).
 pub const TCP_PAYLOAD: f64 = 1448.0;
+/// Bytes of a pure TCP acknowledgement frame (with timestamps), sent for every second full frame.
+pub const ACK_FRAME: f64 = 66.0;
 
 /// One hop of a path: a wire index into [`Plan::wires`] and whether it is crossed from `a` to `b`.
 pub type Hop = (usize, bool);
@@ -147,12 +151,13 @@ impl<'a> Underlay<'a> {
         let mut load = vec![[0.0f64; 2]; self.plan.wires.len()];
         let mut longest = Duration::ZERO;
         #[allow(clippy::cast_precision_loss)]
-        let frames = payload as f64 * FULL_FRAME / TCP_PAYLOAD;
+        let segments = payload as f64 / TCP_PAYLOAD;
         for (src, dst) in messages {
             let path = self.path(src, dst);
             longest = longest.max(self.delay(&path));
             for (w, forward) in path {
-                load[w][usize::from(forward)] += frames;
+                load[w][usize::from(forward)] += segments * FULL_FRAME;
+                load[w][usize::from(!forward)] += segments / 2.0 * ACK_FRAME;
             }
         }
         let busiest = load
@@ -243,9 +248,11 @@ delay = "1ms"
                     .map(move |b| (a.clone(), b.clone()))
             })
             .collect();
-        // 4 messages cross c1-c2 each way: 4 × 1448 B payload = 4 full frames at 10 Mbit/s.
+        // 4 messages cross c1-c2 each way: 4 × 1448 B payload = 4 full frames at 10 Mbit/s, plus
+        // the acknowledgements of the 4 going the other way (one per two frames).
         let t = u.iteration(&all, 1448);
-        let expect = Duration::from_secs_f64(4.0 * 1514.0 * 8.0 / 10e6) + Duration::from_millis(5);
+        let bytes = 4.0 * 1514.0 + 4.0 * 0.5 * 66.0;
+        let expect = Duration::from_secs_f64(bytes * 8.0 / 10e6) + Duration::from_millis(5);
         assert!(
             (t.as_secs_f64() - expect.as_secs_f64()).abs() < 1e-9,
             "{t:?} vs {expect:?}"

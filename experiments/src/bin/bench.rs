@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use experiments::bench::fidelity;
+use experiments::linkemu::accuracy::{self, Config, MeasureOptions};
 
 /// Benchmarks of the testbed and the overlay.
 #[derive(Parser)]
@@ -29,12 +30,47 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         iperf_seconds: u32,
         /// Iterations of each patterns run.
-        #[arg(long, default_value_t = 6)]
+        #[arg(long, default_value_t = 4)]
         iterations: u64,
         /// Predicted seconds per patterns iteration, which sets the message size.
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 4.0)]
         iteration_s: f64,
+        /// Skip the link measurements: patterns only.
+        #[arg(long)]
+        no_links: bool,
     },
+    /// Measure the link emulator alone between two namespaces: RTT against configured delay,
+    /// single-flow TCP goodput against rate, its timing lateness and CPU cost.
+    Linkemu {
+        /// Repetitions of each configuration.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Configurations as RATE_MBIT:DELAY_MS[:JITTER_MS], comma-separated (default: 10, 50
+        /// and 100 Mbit/s at 1 and 30 ms, and 50 Mbit/s at 30 ± 5 ms).
+        #[arg(long, value_delimiter = ',')]
+        configs: Vec<String>,
+        /// Busy threads to run alongside, to see the emulator under CPU load.
+        #[arg(long, default_value_t = 0)]
+        hogs: usize,
+    },
+}
+
+fn parse_config(s: &str) -> Result<Config> {
+    let f: Vec<&str> = s.split(':').collect();
+    let num = |i: usize| -> Result<f64> {
+        f.get(i).map_or(Ok(0.0), |x| {
+            x.trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("`{s}`: `{x}` is not a number"))
+        })
+    };
+    if f.len() < 2 || f.len() > 3 {
+        anyhow::bail!("`{s}`: expected RATE_MBIT:DELAY_MS[:JITTER_MS]");
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let rate = num(0)? as u64;
+    let ms = |v: f64| std::time::Duration::from_secs_f64(v / 1e3);
+    Ok(Config::new(rate, ms(num(1)?), ms(num(2)?)))
 }
 
 fn main() {
@@ -52,13 +88,45 @@ fn run(cli: Cli) -> Result<()> {
             iperf_seconds,
             iterations,
             iteration_s,
+            no_links,
         } => fidelity::run(&fidelity::Options {
             scenarios,
             repeat: repeat.max(1),
             iperf_seconds: iperf_seconds.max(1),
             iterations: iterations.max(1),
             target_iteration_s: iteration_s,
+            links: !no_links,
         })?,
+        Cmd::Linkemu {
+            repeat,
+            configs,
+            hogs,
+        } => {
+            let mut opts = MeasureOptions {
+                repeats: repeat.max(1),
+                cpu_hogs: hogs,
+                ..MeasureOptions::default()
+            };
+            if !configs.is_empty() {
+                opts.configs = configs
+                    .iter()
+                    .map(|c| parse_config(c))
+                    .collect::<Result<_>>()?;
+            }
+            let all = accuracy::measure(&opts)?;
+            let rows = all["configs"].as_array().cloned().unwrap_or_default();
+            let fold = |key: &str, f: fn(f64, f64) -> f64, init: f64| {
+                rows.iter()
+                    .filter_map(|r| r["summary"][key].as_f64())
+                    .fold(init, f)
+            };
+            serde_json::json!({
+                "rtt_error_ms_max": fold("rtt_error_ms", f64::max, f64::NEG_INFINITY),
+                "goodput_ratio_min": fold("goodput_ratio", f64::min, f64::INFINITY),
+                "lateness_p99_us_max": rows.iter().filter_map(|r| r["summary"]["lateness_p99_us"]["median"].as_f64()).fold(0.0, f64::max),
+                "cpu_core_pct_max": rows.iter().filter_map(|r| r["summary"]["cpu_core_percent"]["median"].as_f64()).fold(0.0, f64::max),
+            })
+        }
     };
     println!("{figures}");
     Ok(())

@@ -296,7 +296,7 @@ fn print_status(s: &testbed::Status) {
     }
     println!(
         "\n{:<28} {:<9} {:>12} {:>9} {:>9} {:>6} {:>9}  state",
-        "link", "kind", "rate Mbit/s", "delay ms", "jitter ms", "loss", "queue B"
+        "link", "kind", "rate Mbit/s", "delay ms", "jitter ms", "loss", "queues a/b KB"
     );
     for w in &s.wires {
         #[allow(clippy::cast_precision_loss)]
@@ -313,7 +313,7 @@ fn print_status(s: &testbed::Status) {
             w.delay_ms,
             w.jitter_ms,
             w.loss,
-            w.queue_bytes,
+            format!("{}/{}", w.queue_a_bytes / 1000, w.queue_b_bytes / 1000),
             match (w.pid, w.alive) {
                 (Some(p), true) => format!("pid {p}"),
                 (Some(p), false) => format!("pid {p} DEAD"),

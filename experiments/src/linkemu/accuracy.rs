@@ -13,13 +13,17 @@
 //! 1. **RTT (idle link).** `ping` from `a` to `b` (`pings` echo requests,
 //!    `ping_interval` apart, after a warm-up ping that resolves ARP).
 //!    Expected RTT = `2D + 2 × serialisation(98-byte frame)` (56-byte ICMP
-//!    payload + 8 ICMP + 20 IP + 14 Ethernet). Reported: ping's mean, median,
-//!    min and mdev. The difference to the expected value is the emulator's
-//!    read- and write-side wake-up latency plus the namespaces' stack cost.
+//!    payload + 8 ICMP + 20 IP + 14 Ethernet). Reported: ping's mean, min
+//!    and mdev (µs precision) and the median of the per-reply times (ping
+//!    prints 3 significant digits: 0.1 ms resolution from 10 ms on). The
+//!    difference to the expected value is the emulator's read- and
+//!    write-side wake-up latency plus the namespaces' stack cost (≈ 50 µs
+//!    RTT over a plain veth pair on the development VM).
 //! 2. **TCP goodput (loaded link).** One TCP flow `a → b` (in-process
 //!    sender/receiver threads, namespace-default congestion control), the
-//!    first `tcp_warmup` skipped, application bytes counted at the receiver
-//!    over `tcp_window`. Expected goodput = `R × 1448 / 1514`: a full frame
+//!    first `tcp_warmup` skipped, then the payload bytes the receiving kernel
+//!    got in order (`TCP_INFO` `tcpi_bytes_received`) over `tcp_window`.
+//!    Expected goodput = `R × 1448 / 1514`: a full frame
 //!    is 1514 bytes (14 Ethernet + 20 IP + 20 TCP + 12 TCP timestamp option +
 //!    1448 payload) and the emulator's rate counts Ethernet frame bytes.
 //!
@@ -27,10 +31,12 @@
 //!
 //! - **lateness** = actual write time − scheduled delivery time of every
 //!   frame, p50/p99/max in µs (phase 2, i.e. under load; phase 1 in the JSON
-//!   as `lateness_idle`);
+//!   as `lateness_idle`); frames written early by the wake-up compensation
+//!   ([`RunOptions::max_early`]) count as 0 here, their earliness is in the
+//!   JSON (`early`);
 //! - **CPU cost** of the emulator thread in phase 2: (utime + stime) divided
-//!   by the phase's wall time, in % of one core, and per frame read (ns).
-//!   stime includes the receiving namespace's stack work done inside
+//!   by the phase's wall time, in % of one core, and per frame read (both
+//!   directions; µs in the table, ns in the JSON). stime includes the receiving namespace's stack work done inside
 //!   `write(2)` on the TAP.
 //!
 //! Each configuration is repeated `repeats` times; the table and the JSON
@@ -189,6 +195,10 @@ struct RunResult {
     compensation_us: f64,
     cpu_core_percent: f64,
     ns_per_frame: f64,
+    cpu_user_s: f64,
+    cpu_system_s: f64,
+    /// ppoll calls / frames read.
+    polls_per_frame: f64,
     frames: u64,
     queue_drops: u64,
     write_errors: u64,
@@ -291,6 +301,7 @@ fn measure_once(
     let wall = t0.elapsed().as_secs_f64();
     let load = emu.stop().context("TCP phase")?;
     let cpu = load.cpu.user_s + load.cpu.system_s;
+    let frames = load.a_to_b.model.frames_in + load.b_to_a.model.frames_in;
     Ok(RunResult {
         rtt_mean_ms: pings.mean_ms(),
         rtt_median_ms: pings.median_ms(),
@@ -306,7 +317,10 @@ fn measure_once(
         compensation_us: load.wake.compensation_us,
         cpu_core_percent: 100.0 * cpu / wall,
         ns_per_frame: load.cpu.ns_per_frame,
-        frames: load.a_to_b.model.frames_in + load.b_to_a.model.frames_in,
+        cpu_user_s: load.cpu.user_s,
+        cpu_system_s: load.cpu.system_s,
+        polls_per_frame: load.wake.polls as f64 / frames.max(1) as f64,
+        frames,
         queue_drops: load.a_to_b.model.frames_dropped_queue
             + load.b_to_a.model.frames_dropped_queue,
         write_errors: load.a_to_b.write_errors + load.b_to_a.write_errors,

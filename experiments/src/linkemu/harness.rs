@@ -8,6 +8,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -357,9 +358,11 @@ fn enter(path: &Path) -> anyhow::Result<()> {
 /// `server:port` in `server_ns` (both given as paths such as
 /// `/run/netns/x`), in-process: a receiver thread and a sender thread each
 /// enter their namespace; the sender writes as fast as it can, the receiver
-/// skips `warmup` after the first byte (slow start) and then counts
-/// application bytes for `window`, then closes the connection. The
-/// congestion control is the namespace default.
+/// skips `warmup` after the first byte (slow start), then counts the bytes
+/// the kernel received in order (`TCP_INFO`'s `tcpi_bytes_received`, i.e.
+/// goodput, not affected by how promptly the application reads) over
+/// `window`, then closes the connection. The congestion control is the
+/// namespace default.
 pub fn tcp_goodput(
     client_ns: &Path,
     server_ns: &Path,
@@ -380,7 +383,7 @@ pub fn tcp_goodput(
                 .context("set listener non-blocking")?;
             let _ = bound_tx.send(());
             let deadline = Instant::now() + Duration::from_secs(10);
-            let mut stream = loop {
+            let stream = loop {
                 match listener.accept() {
                     Ok((s, _)) => break s,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -398,7 +401,7 @@ pub fn tcp_goodput(
             stream
                 .set_read_timeout(Some(Duration::from_secs(5)))
                 .context("set read timeout")?;
-            receive(&mut stream, warmup, window)
+            receive(stream, warmup, window)
         })
         .context("spawn TCP receiver")?;
     if bound_rx.recv_timeout(Duration::from_secs(10)).is_err() {
@@ -452,40 +455,75 @@ fn join<T>(r: std::thread::Result<anyhow::Result<T>>) -> anyhow::Result<T> {
     r.map_err(|_| anyhow!("thread panicked"))?
 }
 
-/// Receiver side of [`tcp_goodput`].
-fn receive(
-    stream: &mut TcpStream,
-    warmup: Duration,
-    window: Duration,
-) -> anyhow::Result<TcpResult> {
-    let mut buf = vec![0u8; 256 << 10];
-    let mut total = 0u64;
-    let mut first: Option<Instant> = None;
-    let mut mark: Option<(Instant, u64)> = None;
-    loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) => bail!("sender closed the connection early ({total} bytes)"),
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context(format!("receive (after {total} bytes)")),
-        };
-        let now = Instant::now();
-        total += n as u64;
-        let first = *first.get_or_insert(now);
-        match mark {
-            None if now >= first + warmup => mark = Some((now, total)),
-            Some((t0, b0)) if now >= t0 + window => {
-                let secs = (now - t0).as_secs_f64();
-                let bytes = total - b0;
-                return Ok(TcpResult {
-                    goodput_bps: bytes as f64 * 8.0 / secs,
-                    bytes,
-                    window_s: secs,
-                });
-            }
-            _ => {}
-        }
+/// Bytes the kernel has received in order on `stream` (`tcpi_bytes_received`
+/// of `TCP_INFO`), independent of how far the application has read.
+fn tcp_bytes_received(stream: &TcpStream) -> anyhow::Result<u64> {
+    // SAFETY: all-zero is a valid `tcp_info` (plain integers).
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>())
+        .context("tcp_info size")?;
+    // SAFETY: `info` is a valid, exclusively borrowed `tcp_info` of `len`
+    // bytes for the kernel to fill; the fd is open for the call's duration.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::from_mut(&mut info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("getsockopt(TCP_INFO)");
     }
+    Ok(info.tcpi_bytes_received)
+}
+
+/// Receiver side of [`tcp_goodput`]: a helper thread drains the socket while
+/// this one samples the kernel's byte counter at the window edges, so a
+/// receiver that falls behind (busy CPUs) does not skew the result.
+fn receive(stream: TcpStream, warmup: Duration, window: Duration) -> anyhow::Result<TcpResult> {
+    let mut reader = stream.try_clone().context("clone the TCP stream")?;
+    let drain = std::thread::Builder::new()
+        .name("tcp-drain".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 256 << 10];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => return,
+                }
+            }
+        })
+        .context("spawn TCP drain thread")?;
+    let measured = (|| -> anyhow::Result<TcpResult> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tcp_bytes_received(&stream)? == 0 {
+            if Instant::now() > deadline {
+                bail!("no data within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(warmup);
+        let b0 = tcp_bytes_received(&stream)?;
+        let t0 = Instant::now();
+        std::thread::sleep(window);
+        let b1 = tcp_bytes_received(&stream)?;
+        let secs = t0.elapsed().as_secs_f64();
+        let bytes = b1.saturating_sub(b0);
+        Ok(TcpResult {
+            goodput_bps: bytes as f64 * 8.0 / secs,
+            bytes,
+            window_s: secs,
+        })
+    })();
+    // Ends the drain thread (reads return 0); dropping the socket with unread
+    // data then resets the connection, which stops the sender.
+    let _ = stream.shutdown(std::net::Shutdown::Read);
+    let _ = drain.join();
+    measured
 }
 
 #[cfg(test)]

@@ -449,6 +449,8 @@ struct Lane {
     max_frame: usize,
     inflight: VecDeque<Pending>,
     inflight_bytes: usize,
+    /// Arrival stamp of the last frame read (stamps are monotonic).
+    last_arrival: Duration,
     pool: Vec<Vec<u8>>,
     lateness: Histogram,
     early: Histogram,
@@ -465,6 +467,7 @@ impl Lane {
             max_frame,
             inflight: VecDeque::new(),
             inflight_bytes: 0,
+            last_arrival: Duration::ZERO,
             pool: Vec::new(),
             lateness: Histogram::default(),
             early: Histogram::default(),
@@ -484,7 +487,12 @@ impl Lane {
     }
 
     /// Reads up to [`READ_BATCH`] frames from `src` and offers them to the model.
-    fn drain(&mut self, src: &Tap, epoch: Instant, scratch: &mut [u8]) {
+    ///
+    /// Frames are stamped `lead` before they are read: the loop wakes up that long (its running
+    /// wake-up latency estimate) after a frame reaches the TAP, as it does after a timer, so the
+    /// frame's delay is counted from when it arrived, not from when the loop got to it. Stamps
+    /// never go backwards.
+    fn drain(&mut self, src: &Tap, epoch: Instant, lead: Duration, scratch: &mut [u8]) {
         let mut file: &File = src.file();
         for _ in 0..READ_BATCH {
             let n = match file.read(scratch) {
@@ -497,7 +505,8 @@ impl Lane {
                     return;
                 }
             };
-            let now = epoch.elapsed();
+            let now = epoch.elapsed().saturating_sub(lead).max(self.last_arrival);
+            self.last_arrival = now;
             if n > self.max_frame {
                 self.stats.oversize_dropped += 1;
                 continue;
@@ -650,10 +659,10 @@ fn forward(
             }
         }
         if fds[0].revents & libc::POLLIN != 0 {
-            ab.drain(tap_a, epoch, &mut scratch);
+            ab.drain(tap_a, epoch, wake.estimate, &mut scratch);
         }
         if fds[1].revents & libc::POLLIN != 0 {
-            ba.drain(tap_b, epoch, &mut scratch);
+            ba.drain(tap_b, epoch, wake.estimate, &mut scratch);
         }
     }
     Ok(())

@@ -284,12 +284,12 @@ fn build(scenario: &Scenario, state: &mut RunState) -> Result<()> {
 fn start_emulator(testbed: &Path, run: &str, plan: &Plan, k: usize) -> Result<u32> {
     let w = &plan.wires[k];
     let shape = w.shape.context("emulated wire without shape")?;
-    let dir = linkemu::Shape {
+    let direction = |queue_bytes| linkemu::Shape {
         rate_bps: shape.rate_bps,
         delay: shape.delay,
         jitter: shape.jitter,
         loss: shape.loss,
-        queue_bytes: w.queue_bytes(),
+        queue_bytes,
     };
     let end = |e: &plan::End| linkemu::Endpoint {
         netns: Path::new(sys::NETNS_DIR).join(&e.netns),
@@ -299,8 +299,8 @@ fn start_emulator(testbed: &Path, run: &str, plan: &Plan, k: usize) -> Result<u3
         name: w.name.clone(),
         a: end(&w.a),
         b: end(&w.b),
-        a_to_b: dir,
-        b_to_a: dir,
+        a_to_b: direction(w.queue_a),
+        b_to_a: direction(w.queue_b),
         max_frame: plan.max_frame(),
         seed: k as u64 + 1,
         stats_file: Some(state_dir(run).join(format!("link-{}.json", w.name))),
@@ -576,8 +576,10 @@ pub struct WireStatus {
     pub jitter_ms: f64,
     /// Loss probability.
     pub loss: f64,
-    /// FIFO size in bytes.
-    pub queue_bytes: u64,
+    /// FIFO size in bytes at end `a` (a host's NIC, for access links).
+    pub queue_a_bytes: u64,
+    /// FIFO size in bytes at end `b` (the switch port, for access links).
+    pub queue_b_bytes: u64,
 }
 
 /// Status of a run.
@@ -661,7 +663,8 @@ pub fn status(run: &str) -> Result<Status> {
                 delay_ms: s.delay.as_secs_f64() * 1e3,
                 jitter_ms: s.jitter.as_secs_f64() * 1e3,
                 loss: s.loss,
-                queue_bytes: w.queue_bytes(),
+                queue_a_bytes: w.queue_a,
+                queue_b_bytes: w.queue_b,
             }
         })
         .collect();

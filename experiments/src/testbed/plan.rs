@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::linkemu::model::bdp_queue_bytes;
+use crate::linkemu::model::{bdp_queue_bytes, FULL_FRAME_BYTES};
 use crate::scenario::{LinkShape, Scenario, USER_MAC};
 
 /// How guests' NICs reach each other and the user's LAN.
@@ -109,6 +109,21 @@ pub struct Wire {
     /// Whether the scenario defines this wire (site links and access links) rather than it being
     /// internal plumbing (guest NICs, the user's cable).
     pub emulated: bool,
+    /// FIFO size in bytes of the direction leaving end `a` (0 for an unshaped wire).
+    pub queue_a: u64,
+    /// FIFO size in bytes of the direction leaving end `b`.
+    pub queue_b: u64,
+}
+
+/// What a wire is, which sets its queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WireKind {
+    /// A host's or the Proxy's link to its site's switch; end `a` is the node's NIC.
+    Access,
+    /// A link between two sites' switches.
+    SiteLink,
+    /// Plumbing inside the testbed (guest NICs, the user's cable): never shaped.
+    Internal,
 }
 
 impl Wire {
@@ -117,15 +132,21 @@ impl Wire {
     pub fn needs_emulator(&self) -> bool {
         self.shape.is_some_and(|s| !s.kernel_only())
     }
+}
 
-    /// The FIFO size for this wire's shape.
-    #[must_use]
-    pub fn queue_bytes(&self) -> u64 {
-        self.shape.map_or(0, |s| {
-            s.queue_bytes
-                .unwrap_or_else(|| bdp_queue_bytes(s.rate_bps, 2 * s.delay))
-        })
-    }
+/// Queue of a host's (or the Proxy's) NIC, the sending end of its access link: Linux's default
+/// `txqueuelen` of 1000 frames. A real host queues its guests' bursts (TSO super-packets
+/// included) there rather than dropping them.
+pub const NIC_QUEUE_BYTES: u64 = 1000 * FULL_FRAME_BYTES;
+
+/// Queue of a switch port or a site link when the scenario gives none: one bandwidth-delay
+/// product of the link, but at least 100 ms of traffic and 64 full frames. Shallower buffers
+/// (16 frames were tried first) made TCP retransmit a quarter of its segments when several flows
+/// converge on one port, far more than the era's switches and routers would.
+#[must_use]
+pub fn default_queue(shape: &LinkShape) -> u64 {
+    let rtt = (2 * shape.delay).max(Duration::from_millis(100));
+    bdp_queue_bytes(shape.rate_bps, rtt).max(64 * FULL_FRAME_BYTES)
 }
 
 /// A command-stream for one tool in one namespace (`ip -n NS -batch -`, `tc ...`, `bridge ...`).
@@ -269,7 +290,7 @@ impl Plan {
                     ifname: port.clone(),
                 },
                 (shape.rate_bps > 0 || !shape.kernel_only()).then_some(shape),
-                true,
+                WireKind::Access,
             );
             p.port_of(&ns(&sw(*site)), &port, "br0", mtu);
         }
@@ -288,7 +309,7 @@ impl Plan {
                     ifname: ifname.clone(),
                 },
                 Some(l.shape),
-                true,
+                WireKind::SiteLink,
             );
             p.port_of(&ns(&sw(l.a)), &ifname, "br0", mtu);
             p.port_of(&ns(&sw(l.b)), &ifname, "br0", mtu);
@@ -306,7 +327,7 @@ impl Plan {
                 ifname: "user".into(),
             },
             None,
-            false,
+            WireKind::Internal,
         );
         {
             let c = p.ip.entry(ns("proxy")).or_default();
@@ -340,7 +361,7 @@ impl Plan {
                     ifname: port.clone(),
                 },
                 None,
-                false,
+                WireKind::Internal,
             );
             p.port_of(&ns(host), &port, "br0", GUEST_MTU);
             p.ip.entry(ns(&g.name)).or_default().extend([
@@ -392,22 +413,23 @@ impl Plan {
         }
 
         // Rate shaping of kernel-only wires: tbf on both ends' egress.
-        let shaped: Vec<(End, End, LinkShape, u64)> = p
+        let shaped: Vec<(End, u64, u64)> = p
             .wires
             .iter()
             .filter(|w| !w.needs_emulator())
             .filter_map(|w| {
-                w.shape
-                    .filter(|s| s.rate_bps > 0)
-                    .map(|s| (w.a.clone(), w.b.clone(), s, w.queue_bytes()))
+                let rate = w.shape.filter(|s| s.rate_bps > 0)?.rate_bps;
+                Some([
+                    (w.a.clone(), rate, w.queue_a),
+                    (w.b.clone(), rate, w.queue_b),
+                ])
             })
+            .flatten()
             .collect();
-        for (a, b, s, queue) in shaped {
-            for end in [a, b] {
-                p.tc.entry(end.netns)
-                    .or_default()
-                    .push(tbf(&end.ifname, s.rate_bps, queue, mtu));
-            }
+        for (end, rate, queue) in shaped {
+            p.tc.entry(end.netns)
+                .or_default()
+                .push(tbf(&end.ifname, rate, queue, mtu));
         }
         p
     }
@@ -422,13 +444,22 @@ impl Plan {
         });
     }
 
-    fn wire(&mut self, name: String, a: End, b: End, shape: Option<LinkShape>, emulated: bool) {
+    fn wire(&mut self, name: String, a: End, b: End, shape: Option<LinkShape>, kind: WireKind) {
+        let queue = shape.map_or(0, |s| s.queue_bytes.unwrap_or_else(|| default_queue(&s)));
+        let queue_a = if kind == WireKind::Access && shape.is_some() {
+            NIC_QUEUE_BYTES
+        } else {
+            queue
+        };
+        let emulated = kind != WireKind::Internal;
         self.wires.push(Wire {
             name,
             a,
             b,
             shape,
             emulated,
+            queue_a,
+            queue_b: queue,
         });
     }
 

@@ -314,6 +314,7 @@ impl Cgroups {
             if let Ok(d) = fs::read_dir(Path::new("/sys/fs/cgroup").join(c).join("testbed")) {
                 v.extend(
                     d.filter_map(|e| e.ok())
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
                         .filter_map(|e| e.file_name().into_string().ok()),
                 );
             }
