@@ -68,6 +68,16 @@ impl RunState {
             .with_context(|| format!("write {}", f.display()))
     }
 
+    /// The run's guests, `vm1` first.
+    #[must_use]
+    pub fn guests(&self) -> Vec<&plan::Node> {
+        self.plan
+            .nodes
+            .iter()
+            .filter(|x| x.kind == NodeKind::Guest)
+            .collect()
+    }
+
     /// The node named `name`.
     ///
     /// # Errors
@@ -693,12 +703,7 @@ pub fn run_patterns(
     timeout: Duration,
 ) -> Result<serde_json::Value> {
     let state = RunState::load(run)?;
-    let guests: Vec<&plan::Node> = state
-        .plan
-        .nodes
-        .iter()
-        .filter(|x| x.kind == NodeKind::Guest)
-        .collect();
+    let guests = state.guests();
     let n = n.unwrap_or(guests.len());
     if n < 2 || n > guests.len() {
         bail!(
@@ -781,12 +786,7 @@ pub fn run_patterns(
 /// Unknown run, bad `n`, or `mpirun` missing; the program's own failure is in the exit status.
 pub fn mpirun(run: &str, n: usize, cmd: &[String]) -> Result<std::process::ExitStatus> {
     let state = RunState::load(run)?;
-    let guests: Vec<&plan::Node> = state
-        .plan
-        .nodes
-        .iter()
-        .filter(|x| x.kind == NodeKind::Guest)
-        .collect();
+    let guests = state.guests();
     if n < 1 || n > guests.len() {
         bail!(
             "run `{run}` has {} guests, asked for {n} ranks",
