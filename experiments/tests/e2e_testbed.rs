@@ -305,7 +305,7 @@ fn cpu_hog_slows_only_its_own_host() {
                 "--iterations",
                 "5",
                 "--compute",
-                "20",
+                "60",
             ],
         );
         let text = ok(out, "patterns compute");
