@@ -38,8 +38,9 @@ pub struct ScenarioError {
     pub message: String,
 }
 
-/// The shape of one emulated link, both directions alike. Rates are already scaled.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// The shape of one emulated link, both directions alike. Rates are already scaled. The default
+/// is an ideal cable: unshaped, no delay, no loss.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct LinkShape {
     /// Link rate in bit/s; 0 means unshaped.
     pub rate_bps: u64,
@@ -373,7 +374,7 @@ impl Scenario {
         Ipv4Addr::from(u32::from(net) | ((1u32 << host_bits) - 2))
     }
 
-    /// The bottleneck-free path between two sites as a list of link indices (the sites form a tree).
+    /// The path between two sites as a list of link indices (unique: the sites form a tree).
     #[must_use]
     pub fn site_path(&self, from: usize, to: usize) -> Vec<usize> {
         // Depth-first search over the tree of sites.
@@ -459,13 +460,7 @@ fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
         }
         let access = match &s.access {
             Some(a) => shape(cx, a, scale)?,
-            None => LinkShape {
-                rate_bps: 0,
-                delay: Duration::ZERO,
-                jitter: Duration::ZERO,
-                loss: 0.0,
-                queue_bytes: None,
-            },
+            None => LinkShape::default(),
         };
         let site = sites.len();
         if s.proxy {

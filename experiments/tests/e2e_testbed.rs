@@ -123,7 +123,9 @@ fn assert_nothing_left(run: &str) {
     let ps = String::from_utf8_lossy(&ps.stdout);
     let stray: Vec<&str> = ps
         .lines()
-        .filter(|l| l.contains(&format!("tb-{run}.")) || l.contains("\"name\""))
+        .filter(|l| {
+            l.contains(&format!("tb-{run}.")) || l.contains(&format!("linkemu --run {run} "))
+        })
         .collect();
     assert!(stray.is_empty(), "processes left behind: {stray:?}");
 }
@@ -156,7 +158,8 @@ fn all_pairs_ping(run: &Run, with_user: bool) {
     let mut failures = Vec::new();
     for (name, child) in children {
         let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        // A failed `exec` prints no "unreachable" line: it must fail the test, not pass it.
+        let text = ok(out, &format!("pings from {name}"));
         for l in text.lines() {
             failures.push(format!("{name}: {l}"));
         }

@@ -78,7 +78,7 @@ fn install() -> Result<()> {
     for (p, why) in &missing {
         eprintln!("  {p:<16} {why}");
     }
-    if !nix_is_root() {
+    if !is_root() {
         bail!("installing packages needs root: run as root, or install them by hand");
     }
     let names: Vec<&str> = missing.iter().map(|p| p.0).collect();
@@ -96,7 +96,7 @@ fn install() -> Result<()> {
     Ok(())
 }
 
-fn nix_is_root() -> bool {
+fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -114,7 +114,7 @@ fn test(args: &[String]) -> Result<()> {
         return Ok(());
     }
     install()?;
-    if !nix_is_root() {
+    if !is_root() {
         bail!("the end-to-end tier builds network namespaces and needs root");
     }
     eprintln!("xtask: end-to-end tier (network namespaces, one test at a time)");
@@ -154,7 +154,7 @@ fn demo(args: &[String]) -> Result<()> {
         bail!("demo takes no arguments (got `{a}`)");
     }
     install()?;
-    if !nix_is_root() {
+    if !is_root() {
         bail!("the demo builds network namespaces and needs root");
     }
     run(cargo().args(["build", "--release", "-p", "experiments", "--bins"]))?;

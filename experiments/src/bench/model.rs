@@ -21,13 +21,12 @@
 
 use std::time::Duration;
 
+use crate::linkemu::model::{
+    serialisation_time, tcp_goodput_bps, FULL_FRAME_BYTES, TCP_PAYLOAD_BYTES,
+};
 use crate::scenario::{LinkShape, Scenario};
-use crate::testbed::plan::{serialisation, Plan, Wire};
+use crate::testbed::plan::{Plan, Wire};
 
-/// Bytes of one full frame at MTU 1500 (Ethernet header included, no FCS).
-pub const FULL_FRAME: f64 = 1514.0;
-/// TCP payload of one full frame (MSS with timestamps).
-pub const TCP_PAYLOAD: f64 = 1448.0;
 /// Bytes of a pure TCP acknowledgement frame (with timestamps), sent for every second full frame.
 pub const ACK_FRAME: f64 = 66.0;
 
@@ -120,7 +119,7 @@ impl<'a> Underlay<'a> {
             .iter()
             .filter(|h| self.wire(**h).needs_emulator())
             .filter_map(|h| self.shape(*h))
-            .map(|s| serialisation(frame_bytes, s.rate_bps))
+            .map(|s| serialisation_time(frame_bytes, s.rate_bps))
             .sum();
         2 * (self.delay(path) + serialising)
     }
@@ -139,9 +138,7 @@ impl<'a> Underlay<'a> {
     /// Predicted TCP goodput of one flow along `path`, in bit/s.
     #[must_use]
     pub fn goodput(&self, path: &[Hop]) -> f64 {
-        #[allow(clippy::cast_precision_loss)]
-        let r = self.bottleneck(path) as f64;
-        r * TCP_PAYLOAD / FULL_FRAME
+        tcp_goodput_bps(self.bottleneck(path))
     }
 
     /// Predicted time of one BSP iteration in which every `(src, dst)` in `messages` (underlay
@@ -151,12 +148,12 @@ impl<'a> Underlay<'a> {
         let mut load = vec![[0.0f64; 2]; self.plan.wires.len()];
         let mut longest = Duration::ZERO;
         #[allow(clippy::cast_precision_loss)]
-        let segments = payload as f64 / TCP_PAYLOAD;
+        let segments = payload as f64 / TCP_PAYLOAD_BYTES as f64;
         for (src, dst) in messages {
             let path = self.path(src, dst);
             longest = longest.max(self.delay(&path));
             for (w, forward) in path {
-                load[w][usize::from(forward)] += segments * FULL_FRAME;
+                load[w][usize::from(forward)] += segments * FULL_FRAME_BYTES as f64;
                 load[w][usize::from(!forward)] += segments / 2.0 * ACK_FRAME;
             }
         }
@@ -229,7 +226,7 @@ delay = "1ms"
         let rtt = u.rtt(&u.path("host1", "host3"), 98);
         assert_eq!(
             rtt,
-            Duration::from_millis(10) + 2 * serialisation(98, 10_000_000)
+            Duration::from_millis(10) + 2 * serialisation_time(98, 10_000_000)
         );
     }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -220,28 +220,21 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Hog { after } => {
             std::thread::sleep(Duration::from_secs_f64(after.max(0.0)));
+            // One busy thread per core; the cgroup's quota is what limits them.
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    std::thread::spawn(|| {
-                        let t = Instant::now();
-                        let mut x = 1u64;
-                        loop {
-                            x = std::hint::black_box(
-                                x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
-                            );
-                            if x == 0 && t.elapsed().is_zero() {
-                                break;
-                            }
-                        }
-                    })
-                })
-                .collect();
-            for h in handles {
-                let _ = h.join();
+            for _ in 1..threads {
+                std::thread::spawn(burn);
             }
-            Ok(())
+            burn()
         }
+    }
+}
+
+/// Busy-loops forever on integer work the compiler cannot remove.
+fn burn() -> ! {
+    let mut x = 1u64;
+    loop {
+        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
     }
 }
 

@@ -209,9 +209,6 @@ const ADDR_B: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
 const IFNAME: &str = "lemu0";
 /// Frame of a default ping: 56 payload + 8 ICMP + 20 IP + 14 Ethernet.
 const PING_FRAME: u64 = 98;
-/// TCP payload per full 1514-byte frame (with the timestamp option).
-const TCP_PAYLOAD: f64 = 1448.0;
-const FULL_FRAME: f64 = 1514.0;
 
 /// Runs the emulator between a fresh namespace pair for every configuration
 /// and reports fidelity and CPU cost; see the [module docs](self).
@@ -366,7 +363,7 @@ struct ConfigSummary {
 fn summarise(config: &Config, runs: &[RunResult]) -> ConfigSummary {
     let ser = config.shape().serialisation_time(PING_FRAME);
     let rtt_expected_ms = (2 * config.delay + 2 * ser).as_secs_f64() * 1e3;
-    let goodput_expected_mbps = config.rate_bps as f64 / 1e6 * TCP_PAYLOAD / FULL_FRAME;
+    let goodput_expected_mbps = super::model::tcp_goodput_bps(config.rate_bps) / 1e6;
     let spread = |f: &dyn Fn(&RunResult) -> f64| Spread::of(runs.iter().map(f));
     let rtt_mean_ms = spread(&|r| r.rtt_mean_ms);
     let goodput_mbps = spread(&|r| r.goodput_mbps);

@@ -53,6 +53,26 @@ use serde::{Deserialize, Serialize};
 /// TAP device reads and writes.
 pub const FULL_FRAME_BYTES: u64 = 1514;
 
+/// TCP payload carried by one full frame at MTU 1500 (MSS with the timestamp option).
+pub const TCP_PAYLOAD_BYTES: u64 = 1448;
+
+/// Goodput of one TCP flow that fills a link of `rate_bps` with full frames.
+#[must_use]
+#[allow(clippy::cast_precision_loss)]
+pub fn tcp_goodput_bps(rate_bps: u64) -> f64 {
+    rate_bps as f64 * TCP_PAYLOAD_BYTES as f64 / FULL_FRAME_BYTES as f64
+}
+
+/// Time to put `len` bytes on a link of `rate_bps` (zero when unlimited).
+#[must_use]
+pub fn serialisation_time(len: u64, rate_bps: u64) -> Duration {
+    if rate_bps == 0 {
+        return Duration::ZERO;
+    }
+    let ns = u128::from(len) * 8 * 1_000_000_000 / u128::from(rate_bps);
+    Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+}
+
 /// Minimum queue size returned by [`bdp_queue_bytes`]: 16 full-size frames
 /// (24 224 bytes). Low-delay links have a tiny bandwidth-delay product (100
 /// Mbit/s × 0.2 ms ≈ 2.5 kB, less than two frames), which would make TCP
@@ -122,11 +142,7 @@ impl Shape {
 
     /// Serialisation time of a frame of `len` bytes (zero if unlimited).
     pub fn serialisation_time(&self, len: u64) -> Duration {
-        if self.rate_bps == 0 {
-            return Duration::ZERO;
-        }
-        let ns = u128::from(len) * 8 * 1_000_000_000 / u128::from(self.rate_bps);
-        Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+        serialisation_time(len, self.rate_bps)
     }
 }
 

@@ -400,7 +400,7 @@ pub struct Removed {
     pub processes: usize,
     /// Network namespaces deleted.
     pub namespaces: usize,
-    /// Cgroups removed (counting both controllers' directories as one).
+    /// Whether the run's cgroups (in both controllers) were there and removed.
     pub cgroups: bool,
     /// State directory removed.
     pub state: bool,
@@ -647,13 +647,7 @@ pub fn status(run: &str) -> Result<Status> {
                 .iter()
                 .find(|(n, _)| n == &w.name)
                 .map(|(_, p)| *p);
-            let s = w.shape.unwrap_or(crate::scenario::LinkShape {
-                rate_bps: 0,
-                delay: Duration::ZERO,
-                jitter: Duration::ZERO,
-                loss: 0.0,
-                queue_bytes: None,
-            });
+            let s = w.shape.unwrap_or_default();
             let kind = if w.needs_emulator() {
                 "emulator"
             } else if s.rate_bps > 0 {
