@@ -1,0 +1,293 @@
+//! The vocabulary of the overlay, shared by the forwarding table, the topology language and the
+//! control API: Ethernet addresses, machine names, links and forwarding rules (seed 004, Fig. 2),
+//! and a whole overlay's configuration.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// An Ethernet (MAC) address.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    /// `ff:ff:ff:ff:ff:ff`.
+    pub const BROADCAST: Mac = Mac([0xff; 6]);
+
+    /// Broadcast or multicast (the group bit of the first octet is set): such a frame is meant
+    /// for every guest of the LAN, or for a set of them, never for one.
+    pub fn is_group(self) -> bool {
+        self.0[0] & 1 == 1
+    }
+}
+
+impl fmt::Display for Mac {
+    /// Lower-case, colon-separated: `02:56:4e:00:00:01`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+impl fmt::Debug for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Why a string is not an Ethernet address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an Ethernet address (six hexadecimal octets separated by `:`, e.g. 02:56:4e:00:00:01)")]
+pub struct BadMac(String);
+
+impl FromStr for Mac {
+    type Err = BadMac;
+
+    /// Six octets of one or two hexadecimal digits, separated by `:` (either case).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadMac(s.to_string());
+        let mut octets = [0u8; 6];
+        let mut parts = s.split(':');
+        for octet in &mut octets {
+            let part = parts.next().ok_or_else(bad)?;
+            if part.is_empty() || part.len() > 2 {
+                return Err(bad());
+            }
+            *octet = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Mac(octets))
+    }
+}
+
+impl From<Mac> for String {
+    fn from(mac: Mac) -> String {
+        mac.to_string()
+    }
+}
+
+impl TryFrom<String> for Mac {
+    type Error = BadMac;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// The name of a machine that runs a vnetd (a host or the Proxy), or of a local interface
+/// (port): 1 to 63 characters of ASCII letters, digits, `.`, `_` and `-`, starting with a
+/// letter or digit.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Name(String);
+
+/// Why a string is not a valid [`Name`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a valid name (1 to 63 ASCII letters, digits, `.`, `_` or `-`, starting with a letter or digit)")]
+pub struct BadName(String);
+
+impl Name {
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Name {
+    type Err = BadName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = (1..=63).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if ok {
+            Ok(Name(s.to_string()))
+        } else {
+            Err(BadName(s.to_string()))
+        }
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl From<Name> for String {
+    fn from(name: Name) -> String {
+        name.0
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = BadName;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// The transport of an overlay link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkKind {
+    /// Datagrams (the default: the papers measured twice the application throughput over UDP).
+    Udp,
+    /// A byte stream, for sites that let only TCP through.
+    Tcp,
+}
+
+/// An overlay link between two daemons. There is at most one link per pair of machines, so the
+/// pair names it; `a < b` always (see [`Link::new`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Link {
+    pub a: Name,
+    pub b: Name,
+    pub kind: LinkKind,
+}
+
+impl Link {
+    /// The link between `x` and `y`, in either order. `None` if `x == y`.
+    pub fn new(x: Name, y: Name, kind: LinkKind) -> Option<Link> {
+        match x.cmp(&y) {
+            std::cmp::Ordering::Less => Some(Link { a: x, b: y, kind }),
+            std::cmp::Ordering::Greater => Some(Link { a: y, b: x, kind }),
+            std::cmp::Ordering::Equal => None,
+        }
+    }
+
+    /// The other end, seen from `end`; `None` if `end` is not an end of this link.
+    pub fn peer_of(&self, end: &Name) -> Option<&Name> {
+        if *end == self.a {
+            Some(&self.b)
+        } else if *end == self.b {
+            Some(&self.a)
+        } else {
+            None
+        }
+    }
+}
+
+/// How a rule matches a frame's source address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "match", content = "mac")]
+pub enum SrcMatch {
+    /// Exactly this address.
+    Is(Mac),
+    /// Any address but this one.
+    Not(Mac),
+    /// Any address.
+    Any,
+}
+
+/// How a rule matches a frame's destination address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "match", content = "mac")]
+pub enum DstMatch {
+    /// Exactly this address.
+    Is(Mac),
+    /// Any address but this one.
+    Not(Mac),
+    /// Any address.
+    Any,
+    /// The default rule (toward the Proxy): matches every destination, weaker than any other.
+    None,
+}
+
+/// Where a rule sends the frames it matches.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// Over the link to this peer daemon (seed 004's `EDGE` rules).
+    Link(Name),
+    /// Out of this local port (seed 004's `INTERFACE` rules).
+    Port(Name),
+}
+
+/// A forwarding rule of one daemon.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Rule {
+    pub src: SrcMatch,
+    pub dst: DstMatch,
+    pub target: Target,
+}
+
+/// A daemon of the overlay, as the topology language's `HOST` line declares it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Host {
+    /// The user account the daemon runs as.
+    pub user: String,
+    /// The machine's name, which links and rules refer to.
+    pub machine: Name,
+    /// The port its control API listens on.
+    pub port: u16,
+    /// Its interface to the underlay.
+    pub interface: Name,
+}
+
+/// A whole overlay's configuration: its daemons, links and every daemon's rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    pub hosts: BTreeMap<Name, Host>,
+    pub links: BTreeSet<Link>,
+    /// Rules by the machine whose table holds them.
+    pub rules: BTreeMap<Name, BTreeSet<Rule>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_round_trips_and_rejects_garbage() {
+        let mac: Mac = "02:56:4E:0:0:1".parse().unwrap();
+        assert_eq!(mac.to_string(), "02:56:4e:00:00:01");
+        assert!(!mac.is_group());
+        assert!(Mac::BROADCAST.is_group());
+        assert!("01:00:5e:00:00:01".parse::<Mac>().unwrap().is_group());
+        for bad in [
+            "",
+            "02:56:4e:00:00",
+            "02:56:4e:00:00:01:02",
+            "02:56:4e:00:00:001",
+            "02:56:4e:00::01",
+            "g2:56:4e:00:00:01",
+            "02-56-4e-00-00-01",
+        ] {
+            let err = bad.parse::<Mac>().unwrap_err();
+            assert!(err.to_string().contains("not an Ethernet address"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert_eq!("host1".parse::<Name>().unwrap().as_str(), "host1");
+        assert!("proxy.site-a_1".parse::<Name>().is_ok());
+        for bad in ["", "-x", "a b", "é", &"x".repeat(64)] {
+            assert!(bad.parse::<Name>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn links_are_unordered_pairs() {
+        let h1: Name = "host1".parse().unwrap();
+        let px: Name = "proxy".parse().unwrap();
+        let l1 = Link::new(px.clone(), h1.clone(), LinkKind::Udp).unwrap();
+        let l2 = Link::new(h1.clone(), px.clone(), LinkKind::Udp).unwrap();
+        assert_eq!(l1, l2);
+        assert_eq!(l1.peer_of(&h1), Some(&px));
+        assert_eq!(l1.peer_of(&"host2".parse().unwrap()), None);
+        assert!(Link::new(h1.clone(), h1, LinkKind::Tcp).is_none());
+    }
+}
