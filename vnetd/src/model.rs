@@ -236,13 +236,17 @@ pub struct Host {
     pub interface: Name,
 }
 
+/// What a rule matches: a daemon holds at most one rule per match, so adding a rule whose
+/// match exists replaces its target in one step (that is how a route moves without a gap).
+pub type Match = (SrcMatch, DstMatch);
+
 /// A whole overlay's configuration: its daemons, links and every daemon's rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topology {
     pub hosts: BTreeMap<Name, Host>,
     pub links: BTreeSet<Link>,
-    /// Rules by the machine whose table holds them.
-    pub rules: BTreeMap<Name, BTreeSet<Rule>>,
+    /// Rules by the machine whose table holds them, each by its match.
+    pub rules: BTreeMap<Name, BTreeMap<Match, Target>>,
 }
 
 #[cfg(test)]
