@@ -102,8 +102,7 @@ impl FromStr for Name {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let ok = (1..=63).contains(&s.len())
             && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && s
-                .chars()
+            && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if ok {
             Ok(Name(s.to_string()))

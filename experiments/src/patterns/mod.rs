@@ -8,7 +8,8 @@
 //! - `exchange`: send one message to every neighbour, then receive one from each;
 //! - `reduce`: receive one message from each child of the breadth-first spanning tree rooted at
 //!   rank 0 ([`Graph::reduce_tree`]), then send one to the parent;
-//! - `all-to-all`: send one message to every other rank, then receive one from each.
+//! - `all-to-all`: send one message to every other rank and receive one from each, in `n - 1`
+//!   rounds of pairwise exchange (round `k`: send to `rank + k`, receive from `rank - k`).
 //!
 //! Before iteration 0 every rank opens all the connections it will need during the whole run
 //! (one TCP connection per pair of ranks that ever communicate, the higher rank connecting to
@@ -37,7 +38,7 @@ use anyhow::{bail, Result};
 
 pub use addr::PeerAddr;
 pub use compute::Work;
-pub use op::{Op, Plan};
+pub use op::{Op, Plan, Step};
 pub use report::{RankReport, Summary};
 pub use schedule::Schedule;
 pub use size::parse_size;
@@ -194,19 +195,16 @@ fn iterate(config: &Config, plans: &[Plan], transport: &mut Transport) -> Result
     for iteration in 0..config.iterations {
         let plan = &plans[config.schedule.index_at(iteration)];
         let began = Instant::now();
-        let bytes_to_send = (plan.send.len() as u64).saturating_mul(config.size as u64);
+        let bytes_to_send = (plan.sends().count() as u64).saturating_mul(config.size as u64);
         let units = config.work.units(bytes_to_send);
         compute::run(compute::rounds(units));
         measured.compute_s += began.elapsed().as_secs_f64();
         measured.compute_units += units;
-        for &peer in &plan.receive_first {
-            transport.receive(peer, iteration)?;
-        }
-        for &peer in &plan.send {
-            transport.send(peer, iteration)?;
-        }
-        for &peer in &plan.receive_after {
-            transport.receive(peer, iteration)?;
+        for step in &plan.steps {
+            match *step {
+                Step::Send(peer) => transport.send(peer, iteration)?,
+                Step::Receive(peer) => transport.receive(peer, iteration)?,
+            }
         }
         let took = began.elapsed().as_secs_f64();
         measured.iter_times.push(took);

@@ -27,11 +27,16 @@ pub enum Op {
                     rooted at rank 0, then send one to the parent"
     )]
     Reduce,
-    /// Every rank sends one message to every other rank, then receives one from each,
-    /// regardless of the topology. Per iteration `n * (n - 1)` messages.
+    /// Every rank sends one message to every other rank and receives one from each,
+    /// regardless of the topology, in `n - 1` rounds of pairwise exchange: in round `k` rank
+    /// `r` sends to `r + k` and then waits for the message of `r - k` (mod `n`). This is how MPI
+    /// libraries run a large-message all-to-all: every round is a permutation, so no NIC or
+    /// switch port carries more than one round's message at a time, instead of the `n - 1`
+    /// senders into one port at once (TCP incast) that `exchange` on the `all-to-all` topology
+    /// produces. Per iteration `n * (n - 1)` messages.
     #[value(
-        help = "send one message to every other rank, then receive one from each \
-                    (ignores the topology)"
+        help = "send one message to every other rank and receive one from each, in n-1 \
+                    rounds of pairwise exchange (ignores the topology)"
     )]
     AllToAll,
 }
@@ -47,58 +52,71 @@ impl fmt::Display for Op {
     }
 }
 
-/// What one rank does in the communication phase of one iteration, in this order: receive
-/// one message from each of `receive_first`, send one message to each of `send`, receive one
-/// message from each of `receive_after`. All lists are sorted ascending.
+/// One step of a rank's communication phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Queue one message to this rank (returns at once unless that connection's queue is full).
+    Send(usize),
+    /// Wait for this iteration's message from this rank.
+    Receive(usize),
+}
+
+/// What one rank does in the communication phase of one iteration: its steps, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// Ranks to hear from before sending (the children in a reduction).
-    pub receive_first: Vec<usize>,
-    /// Ranks to send one message to.
-    pub send: Vec<usize>,
-    /// Ranks to hear from after sending.
-    pub receive_after: Vec<usize>,
+    pub steps: Vec<Step>,
 }
 
 impl Plan {
     /// The plan of `rank` for `op` on `graph`. Panics if `rank >= graph.ranks()`.
     pub fn new(op: Op, graph: &Graph, rank: usize) -> Self {
-        match op {
+        let steps = match op {
             Op::Exchange => {
-                let neighbours = graph.neighbours(rank).to_vec();
-                Plan {
-                    receive_first: Vec::new(),
-                    send: neighbours.clone(),
-                    receive_after: neighbours,
-                }
+                let neighbours = graph.neighbours(rank);
+                let sends = neighbours.iter().map(|&p| Step::Send(p));
+                sends
+                    .chain(neighbours.iter().map(|&p| Step::Receive(p)))
+                    .collect()
             }
             Op::Reduce => {
                 let tree = graph.reduce_tree();
-                Plan {
-                    receive_first: tree.children(rank).to_vec(),
-                    send: tree.parent(rank).into_iter().collect(),
-                    receive_after: Vec::new(),
-                }
+                let children = tree.children(rank).iter().map(|&c| Step::Receive(c));
+                children.chain(tree.parent(rank).map(Step::Send)).collect()
             }
             Op::AllToAll => {
-                let others: Vec<usize> = (0..graph.ranks()).filter(|&r| r != rank).collect();
-                Plan {
-                    receive_first: Vec::new(),
-                    send: others.clone(),
-                    receive_after: others,
-                }
+                let n = graph.ranks();
+                (1..n)
+                    .flat_map(|k| {
+                        [
+                            Step::Send((rank + k) % n),
+                            Step::Receive((rank + n - k) % n),
+                        ]
+                    })
+                    .collect()
             }
-        }
+        };
+        Plan { steps }
+    }
+
+    /// The ranks this plan sends to, in order.
+    pub fn sends(&self) -> impl Iterator<Item = usize> + '_ {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Send(p) => Some(*p),
+            Step::Receive(_) => None,
+        })
+    }
+
+    /// The ranks this plan receives from, in order.
+    pub fn receives(&self) -> impl Iterator<Item = usize> + '_ {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Receive(p) => Some(*p),
+            Step::Send(_) => None,
+        })
     }
 
     /// Every rank this plan sends to or receives from.
     pub fn partners(&self) -> BTreeSet<usize> {
-        self.receive_first
-            .iter()
-            .chain(&self.send)
-            .chain(&self.receive_after)
-            .copied()
-            .collect()
+        self.sends().chain(self.receives()).collect()
     }
 }
 
@@ -113,24 +131,52 @@ mod tests {
     }
 
     fn total_sends(plans: &[Plan]) -> usize {
-        plans.iter().map(|p| p.send.len()).sum()
+        plans.iter().map(|p| p.sends().count()).sum()
     }
 
     /// Every send is matched by exactly one receive at the destination, and vice versa.
     fn assert_matched(plans: &[Plan]) {
         for (from, p) in plans.iter().enumerate() {
-            for &to in &p.send {
-                let q = &plans[to];
-                let hits = q
-                    .receive_first
-                    .iter()
-                    .chain(&q.receive_after)
-                    .filter(|&&r| r == from);
-                assert_eq!(hits.count(), 1, "{from} -> {to}");
+            for to in p.sends() {
+                let hits = plans[to].receives().filter(|&r| r == from).count();
+                assert_eq!(hits, 1, "{from} -> {to}");
             }
-            for &src in p.receive_first.iter().chain(&p.receive_after) {
-                assert!(plans[src].send.contains(&from), "{from} expects {src}");
+            for src in p.receives() {
+                assert!(
+                    plans[src].sends().any(|t| t == from),
+                    "{from} expects {src}"
+                );
             }
+        }
+    }
+
+    /// Runs one iteration of every rank's plan as the transport does (a send returns at once, a
+    /// receive waits for its message) and checks that every rank finishes.
+    fn assert_completes(plans: &[Plan]) {
+        let n = plans.len();
+        let mut next = vec![0usize; n];
+        let mut sent = BTreeSet::new();
+        loop {
+            let mut progressed = false;
+            for (rank, plan) in plans.iter().enumerate() {
+                while let Some(step) = plan.steps.get(next[rank]) {
+                    match *step {
+                        Step::Send(to) => {
+                            sent.insert((rank, to));
+                        }
+                        Step::Receive(from) if sent.contains(&(from, rank)) => {}
+                        Step::Receive(_) => break,
+                    }
+                    next[rank] += 1;
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        for (rank, plan) in plans.iter().enumerate() {
+            assert_eq!(next[rank], plan.steps.len(), "rank {rank} of {n} is stuck");
         }
     }
 
@@ -143,9 +189,10 @@ mod tests {
                 let exchange = plans(Op::Exchange, &t, n);
                 let reduce = plans(Op::Reduce, &t, n);
                 let all = plans(Op::AllToAll, &t, n);
-                assert_matched(&exchange);
-                assert_matched(&reduce);
-                assert_matched(&all);
+                for p in [&exchange, &reduce, &all] {
+                    assert_matched(p);
+                    assert_completes(p);
+                }
                 let g = Graph::new(&t.parse().unwrap(), n).unwrap();
                 assert_eq!(total_sends(&exchange), 2 * g.edges(), "{t} n={n}");
                 assert_eq!(total_sends(&reduce), n - 1, "{t} n={n}");
@@ -158,31 +205,35 @@ mod tests {
     #[test]
     fn reduce_plan_shape() {
         let p = plans(Op::Reduce, "tree", 7);
-        assert_eq!(
-            p[0],
-            Plan {
-                receive_first: vec![1, 2],
-                send: vec![],
-                receive_after: vec![]
-            }
-        );
-        assert_eq!(
-            p[1],
-            Plan {
-                receive_first: vec![3, 4],
-                send: vec![0],
-                receive_after: vec![]
-            }
-        );
-        assert_eq!(
-            p[6],
-            Plan {
-                receive_first: vec![],
-                send: vec![2],
-                receive_after: vec![]
-            }
-        );
+        use Step::{Receive, Send};
+        assert_eq!(p[0].steps, [Receive(1), Receive(2)]);
+        assert_eq!(p[1].steps, [Receive(3), Receive(4), Send(0)]);
+        assert_eq!(p[6].steps, [Send(2)]);
         assert_eq!(p[1].partners(), BTreeSet::from([0, 3, 4]));
+    }
+
+    #[test]
+    fn all_to_all_is_pairwise_rounds() {
+        use Step::{Receive, Send};
+        let p = plans(Op::AllToAll, "ring", 4);
+        assert_eq!(
+            p[1].steps,
+            [
+                Send(2),
+                Receive(0),
+                Send(3),
+                Receive(3),
+                Send(0),
+                Receive(2)
+            ]
+        );
+        // In every round the sends form a permutation: each rank receives exactly one message.
+        let all = plans(Op::AllToAll, "all-to-all", 8);
+        for round in 0..7 {
+            let targets: BTreeSet<usize> =
+                all.iter().map(|p| p.sends().nth(round).unwrap()).collect();
+            assert_eq!(targets.len(), 8, "round {round}");
+        }
     }
 
     #[test]

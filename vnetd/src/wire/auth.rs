@@ -1,0 +1,257 @@
+//! Keys, sessions and tags: the overlay's pre-shared key, session ids, and the per-direction
+//! link keys derived from them.
+
+use std::fmt;
+use std::num::NonZeroU64;
+use std::str::FromStr;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::model::Name;
+
+use super::packet::TAG_LEN;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The pre-shared key of an overlay: 32 bytes that every daemon of the overlay holds. It
+/// should be uniformly random (e.g. `head -c32 /dev/urandom | xxd -p -c64`): it keys the
+/// derivation of link keys directly.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OverlayKey([u8; 32]);
+
+impl OverlayKey {
+    /// The key with these bytes.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        OverlayKey(bytes)
+    }
+}
+
+impl fmt::Debug for OverlayKey {
+    /// Never shows the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OverlayKey(..)")
+    }
+}
+
+/// Why a string is not an overlay key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an overlay key is 64 hexadecimal digits (32 bytes)")]
+pub struct BadOverlayKey;
+
+impl FromStr for OverlayKey {
+    type Err = BadOverlayKey;
+
+    /// 64 hexadecimal digits, either case, surrounding white space ignored.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().as_bytes();
+        if s.len() != 64 {
+            return Err(BadOverlayKey);
+        }
+        let mut key = [0u8; 32];
+        for (byte, pair) in key.iter_mut().zip(s.chunks_exact(2)) {
+            let digits = std::str::from_utf8(pair).map_err(|_| BadOverlayKey)?;
+            *byte = u8::from_str_radix(digits, 16).map_err(|_| BadOverlayKey)?;
+        }
+        Ok(OverlayKey(key))
+    }
+}
+
+/// A daemon's session: one run of the daemon, from start to exit. Session ids of one daemon
+/// increase from run to run (see [`SessionId::starting_at`]); zero is never a session id.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId(NonZeroU64);
+
+impl SessionId {
+    /// The session with this id; `None` for zero.
+    pub const fn new(id: u64) -> Option<Self> {
+        match NonZeroU64::new(id) {
+            Some(id) => Some(SessionId(id)),
+            None => None,
+        }
+    }
+
+    /// The id as a number.
+    pub const fn get(self) -> u64 {
+        self.0.get()
+    }
+
+    /// The session id for a daemon that starts at `since_unix_epoch` (its wall clock): the
+    /// microseconds since 1970 shifted left by 12 bits, with the low 12 bits of `salt` (a
+    /// random number) below them — so two daemons starting in the same microsecond still
+    /// differ with probability 4095/4096 — raised to `previous + 1` if the daemon remembers
+    /// its previous session and the clock is not past it (a clock that stepped back). Ids
+    /// stay below 2^64 until the year 2112, after which they saturate.
+    pub fn starting_at(since_unix_epoch: Duration, salt: u16, previous: Option<SessionId>) -> Self {
+        let micros = u64::try_from(since_unix_epoch.as_micros()).unwrap_or(u64::MAX);
+        let from_clock = micros.saturating_mul(1 << 12) | u64::from(salt & 0x0fff);
+        let after_previous = previous.map_or(1, |p| p.get().saturating_add(1));
+        let id = from_clock.max(after_previous);
+        SessionId(NonZeroU64::new(id).unwrap_or(NonZeroU64::MIN))
+    }
+
+    /// The low 16 bits, which a datagram carries as its receiver hint.
+    pub const fn hint(self) -> u16 {
+        let bytes = self.0.get().to_be_bytes();
+        u16::from_be_bytes([bytes[6], bytes[7]])
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0.get())
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({self})")
+    }
+}
+
+/// The key that authenticates one direction of one link in one pair of sessions:
+/// HKDF-Expand-SHA-256 (RFC 5869) with the overlay key as the pseudo-random key and, as info,
+/// a label, the sender's session and name and the receiver's session (zero for a hello,
+/// which is sent before the sender knows it) and name.
+#[derive(Clone)]
+pub struct LinkKey {
+    /// HMAC state with the key already absorbed (inner and outer pads), cloned per datagram.
+    mac: HmacSha256,
+}
+
+impl fmt::Debug for LinkKey {
+    /// Never shows the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LinkKey(..)")
+    }
+}
+
+/// The label that makes the derivation specific to this protocol and version.
+const KEY_LABEL: &[u8] = b"vnetd link v1";
+
+/// An HMAC-SHA-256 instance keyed with `key` (at most 64 bytes). HMAC pads a key shorter
+/// than the hash's block with zeros, so padding it here changes nothing and needs no
+/// fallible constructor.
+fn hmac_with(key: &[u8; 32]) -> HmacSha256 {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    <HmacSha256 as Mac>::new(&block.into())
+}
+
+impl LinkKey {
+    /// The key for datagrams from `from` (name and session) to `to` (name, and session if
+    /// known: `None` for hellos).
+    pub fn derive(
+        overlay: &OverlayKey,
+        from: (&Name, SessionId),
+        to: (&Name, Option<SessionId>),
+    ) -> Self {
+        let mut prk = hmac_with(&overlay.0);
+        prk.update(KEY_LABEL);
+        prk.update(&from.1.get().to_be_bytes());
+        prk.update(&to.1.map_or(0, SessionId::get).to_be_bytes());
+        for name in [from.0, to.0] {
+            let name = name.as_str().as_bytes();
+            // A Name is at most 63 bytes, so its length fits the octet.
+            prk.update(&[u8::try_from(name.len()).unwrap_or(u8::MAX)]);
+            prk.update(name);
+        }
+        prk.update(&[1]); // HKDF-Expand's block counter: one block of 32 bytes.
+        let okm: [u8; 32] = prk.finalize().into_bytes().into();
+        LinkKey {
+            mac: hmac_with(&okm),
+        }
+    }
+
+    /// The tag of `authenticated` (a datagram's header and payload).
+    pub fn tag(&self, authenticated: &[u8]) -> [u8; TAG_LEN] {
+        let mut mac = self.mac.clone();
+        mac.update(authenticated);
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&full[..TAG_LEN]);
+        tag
+    }
+
+    /// Whether `tag` is the tag of `authenticated`, compared in constant time.
+    pub fn verify(&self, authenticated: &[u8], tag: &[u8]) -> bool {
+        if tag.len() != TAG_LEN {
+            return false;
+        }
+        let mut mac = self.mac.clone();
+        mac.update(authenticated);
+        mac.verify_truncated_left(tag).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn overlay_key_parses_hex_and_hides_itself() {
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
+        let key: OverlayKey = hex.parse().unwrap();
+        assert_eq!(key.0[1], 0x11);
+        assert_eq!(key.0[31], 0xff);
+        assert_eq!(format!("{key:?}"), "OverlayKey(..)");
+        for bad in [
+            "",
+            "00",
+            &hex[1..],
+            &format!("{}g", &hex[1..]),
+            &format!("{hex}00"),
+        ] {
+            assert_eq!(bad.parse::<OverlayKey>(), Err(BadOverlayKey), "{bad}");
+        }
+        assert!(format!(" {hex}\n").parse::<OverlayKey>().is_ok());
+    }
+
+    #[test]
+    fn session_ids_increase_and_survive_a_clock_step_back() {
+        let t = Duration::from_secs(1_700_000_000);
+        let first = SessionId::starting_at(t, 7, None);
+        assert_eq!(first.get() >> 12, 1_700_000_000_000_000);
+        assert_eq!(first.get() & 0xfff, 7);
+        let later = SessionId::starting_at(t + Duration::from_micros(1), 0, Some(first));
+        assert!(later > first);
+        // The clock stepped back an hour: the remembered session still orders the new one.
+        let stepped = SessionId::starting_at(t - Duration::from_secs(3600), 9, Some(later));
+        assert_eq!(stepped.get(), later.get() + 1);
+        // Zero time and salt never give the zero id; far future saturates.
+        assert_eq!(SessionId::starting_at(Duration::ZERO, 0, None).get(), 1);
+        assert!(SessionId::starting_at(Duration::MAX, 0, None).get() >= u64::MAX - 0xfff);
+        assert_eq!(SessionId::new(0), None);
+        assert_eq!(SessionId::new(0x1_2345).unwrap().hint(), 0x2345);
+    }
+
+    #[test]
+    fn link_keys_depend_on_every_input() {
+        let overlay = OverlayKey::from_bytes([3; 32]);
+        let (a, b, c) = (name("a"), name("b"), name("c"));
+        let s1 = SessionId::new(1).unwrap();
+        let s2 = SessionId::new(2).unwrap();
+        let data = b"header and payload";
+        let base = LinkKey::derive(&overlay, (&a, s1), (&b, Some(s2))).tag(data);
+        let variants = [
+            LinkKey::derive(&OverlayKey::from_bytes([4; 32]), (&a, s1), (&b, Some(s2))),
+            LinkKey::derive(&overlay, (&b, s1), (&a, Some(s2))),
+            LinkKey::derive(&overlay, (&a, s2), (&b, Some(s2))),
+            LinkKey::derive(&overlay, (&a, s1), (&b, Some(s1))),
+            LinkKey::derive(&overlay, (&a, s1), (&b, None)),
+            LinkKey::derive(&overlay, (&a, s1), (&c, Some(s2))),
+        ];
+        for key in &variants {
+            assert_ne!(key.tag(data), base);
+        }
+        let key = LinkKey::derive(&overlay, (&a, s1), (&b, Some(s2)));
+        assert!(key.verify(data, &base));
+        assert!(!key.verify(data, &base[..15]));
+        assert!(!key.verify(b"header and payloaD", &base));
+    }
+}
