@@ -149,6 +149,8 @@ pub struct Scenario {
     pub guest_subnet: (Ipv4Addr, u8),
     /// Whether IPv6 stays on.
     pub ipv6: bool,
+    /// TCP congestion control of every node (default `cubic`, what a stock Debian host runs).
+    pub tcp_congestion: String,
     /// Sites in file order.
     pub sites: Vec<Site>,
     /// Hosts, `hosts[i].index == i + 1`.
@@ -194,6 +196,8 @@ struct File {
     guest_subnet: Spanned<String>,
     #[serde(default)]
     ipv6: bool,
+    #[serde(default = "default_congestion")]
+    tcp_congestion: Spanned<String>,
     #[serde(default)]
     defaults: Defaults,
     #[serde(default)]
@@ -212,6 +216,10 @@ struct File {
 
 fn default_mtu() -> Spanned<u32> {
     Spanned::new(0..0, 1500)
+}
+
+fn default_congestion() -> Spanned<String> {
+    Spanned::new(0..0, "cubic".to_string())
 }
 
 fn default_subnet() -> Spanned<String> {
@@ -428,6 +436,18 @@ fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
     let mtu = *f.underlay_mtu.get_ref();
     if !(1280..=9000).contains(&mtu) {
         return Err(cx.err(f.underlay_mtu.span(), "underlay_mtu must be in 1280..=9000"));
+    }
+    let tcp_congestion = f.tcp_congestion.get_ref().clone();
+    if tcp_congestion.is_empty()
+        || tcp_congestion.len() > 15
+        || !tcp_congestion
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(cx.err(
+            f.tcp_congestion.span(),
+            "tcp_congestion must name a TCP congestion control algorithm, e.g. \"cubic\"",
+        ));
     }
     let guest_subnet = cx.parse(&f.guest_subnet, parse_subnet)?;
     let default_cpu = match &f.defaults.host_cpu {
@@ -685,6 +705,7 @@ fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
         underlay_mtu: mtu,
         guest_subnet,
         ipv6: f.ipv6,
+        tcp_congestion,
         sites,
         hosts,
         proxy_site,
@@ -938,6 +959,22 @@ cpu = 1.0
         assert_eq!(s.links[0].shape.delay, Duration::from_millis(5));
         assert_eq!(s.proxy_site, 1);
         assert_eq!(s.site_path(0, 1), vec![0]);
+        assert_eq!(s.tcp_congestion, "cubic");
+    }
+
+    #[test]
+    fn tcp_congestion_is_checked() {
+        let with = |v: &str| {
+            GOOD.replacen(
+                "rate_scale",
+                &format!("tcp_congestion = {v}\nrate_scale"),
+                1,
+            )
+        };
+        assert_eq!(parse(&with("\"reno\"")).unwrap().tcp_congestion, "reno");
+        let e = error_of(&with("\"cubic; rm\""));
+        assert!(e.contains("tcp_congestion must name"), "{e}");
+        assert!(e.starts_with("s.toml:"), "{e}");
     }
 
     fn error_of(t: &str) -> String {

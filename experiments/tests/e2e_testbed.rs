@@ -128,6 +128,14 @@ fn assert_nothing_left(run: &str) {
         })
         .collect();
     assert!(stray.is_empty(), "processes left behind: {stray:?}");
+    // `up` may widen the kernel's allowed congestion control list; the last `down` restores it.
+    let others = std::fs::read_dir("/run/testbed").map_or(0, |d| d.count());
+    if others == 0 {
+        assert!(
+            !Path::new("/run/testbed.tcp_allowed_congestion_control").exists(),
+            "allowed TCP congestion control list not restored"
+        );
+    }
 }
 
 /// Every guest pings every other guest (and `user` when `with_user`) with full 1500-byte packets

@@ -11,7 +11,8 @@
 //! 3. the machine's CPU use during each patterns run (from `/proc/stat`); the headline is the
 //!    busiest of them.
 //!
-//! Each link measurement is repeated; the table shows the median and the spread (min–max).
+//! Each link measurement and each patterns run is repeated; the tables show the median and the
+//! spread (min–max), and the ratios are of medians.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -30,7 +31,7 @@ use crate::testbed::{self, Mode, NodeKind};
 pub struct Options {
     /// Scenario files.
     pub scenarios: Vec<PathBuf>,
-    /// Repetitions of each link measurement.
+    /// Repetitions of each link measurement and each patterns run.
     pub repeat: usize,
     /// Seconds of each iperf3 measurement (after one second of warm-up that is not counted).
     pub iperf_seconds: u32,
@@ -207,19 +208,21 @@ pub fn run(opts: &Options) -> Result<serde_json::Value> {
             "\n== {} (rate scale {}: rates below are scaled) ==",
             scenario.name, scenario.rate_scale
         );
-        println!(
-            "{:<24} {:<16} {:>9} {:>9} {:>19} {:>6} {:>10} {:>10} {:>21} {:>6}",
-            "link",
-            "measured between",
-            "rate",
-            "RTT cfg",
-            "RTT ms p50 [min-max]",
-            "ratio",
-            "goodput",
-            "predicted",
-            "Mbit/s p50 [min-max]",
-            "ratio"
-        );
+        if opts.links {
+            println!(
+                "{:<24} {:<16} {:>9} {:>9} {:>19} {:>6} {:>10} {:>10} {:>21} {:>6}",
+                "link",
+                "measured between",
+                "rate",
+                "RTT cfg",
+                "RTT ms p50 [min-max]",
+                "ratio",
+                "goodput",
+                "predicted",
+                "Mbit/s p50 [min-max]",
+                "ratio"
+            );
+        }
         for (w, wire) in state
             .plan
             .wires
@@ -304,12 +307,12 @@ pub fn run(opts: &Options) -> Result<serde_json::Value> {
             .collect();
         let n = guests.len();
         println!(
-            "\n{:<12} {:>9} {:>6} {:>14} {:>24} {:>7} {:>10}",
+            "\n{:<12} {:>9} {:>6} {:>12} {:>26} {:>7} {:>10}",
             "patterns",
             "size KiB",
             "iters",
             "predicted s",
-            "measured s mean [p95]",
+            "measured s p50 [min-max]",
             "ratio",
             "CPU busy %"
         );
@@ -332,7 +335,6 @@ pub fn run(opts: &Options) -> Result<serde_json::Value> {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let kib = ((opts.target_iteration_s / per_kib) as u64).clamp(8, 4096);
             let predicted = u.iteration(&messages, kib * 1024).as_secs_f64();
-            let before = cpu_times()?;
             let args: Vec<String> = [
                 "--topology",
                 topo,
@@ -346,23 +348,31 @@ pub fn run(opts: &Options) -> Result<serde_json::Value> {
             .iter()
             .map(ToString::to_string)
             .collect();
-            let summary = testbed::run_patterns(run, None, &args, Duration::from_secs(900))?;
-            let after = cpu_times()?;
-            #[allow(clippy::cast_precision_loss)]
-            let busy = 100.0 * (after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64;
-            #[allow(clippy::cast_precision_loss)]
-            let measured =
-                summary["total_s"].as_f64().context("summary total_s")? / opts.iterations as f64;
-            let p95 = summary["iter_p95_s"].as_f64().unwrap_or(f64::NAN);
-            let ratio = measured / predicted;
+            let mut measured = Vec::new();
+            let mut busy_max = 0.0f64;
+            for _ in 0..opts.repeat {
+                let before = cpu_times()?;
+                let summary = testbed::run_patterns(run, None, &args, Duration::from_secs(900))?;
+                let after = cpu_times()?;
+                #[allow(clippy::cast_precision_loss)]
+                let busy = 100.0 * (after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64;
+                busy_max = busy_max.max(busy);
+                #[allow(clippy::cast_precision_loss)]
+                measured.push(
+                    summary["total_s"].as_f64().context("summary total_s")?
+                        / opts.iterations as f64,
+                );
+            }
+            let s = Stat::of(&measured);
+            let ratio = s.median / predicted;
             patterns_ratios.push(ratio);
-            cpu_busiest = cpu_busiest.max(busy);
+            cpu_busiest = cpu_busiest.max(busy_max);
             println!(
-                "{topo:<12} {kib:>9} {:>6} {predicted:>14.3} {:>24} {ratio:>7.3} {busy:>10.1}",
+                "{topo:<12} {kib:>9} {:>6} {predicted:>12.3} {:>26} {ratio:>7.3} {busy_max:>10.1}",
                 opts.iterations,
-                format!("{measured:.3} [{p95:.3}]")
+                format!("{:.3} [{:.3}-{:.3}]", s.median, s.min, s.max)
             );
-            rows.push(json!({"topology": topo, "size_kib": kib, "predicted_s": predicted, "measured_s": measured, "ratio": ratio, "cpu_busy_pct": busy}));
+            rows.push(json!({"topology": topo, "size_kib": kib, "predicted_s": predicted, "measured_s": s.median, "measured_s_min": s.min, "measured_s_max": s.max, "ratio": ratio, "cpu_busy_pct": busy_max}));
         }
         per_scenario.push(json!({"scenario": scenario.name, "patterns": rows}));
     }

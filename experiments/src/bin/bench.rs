@@ -23,7 +23,7 @@ enum Cmd {
         /// Scenario file; repeat to measure several (figures are then over all of them).
         #[arg(long = "scenario", required = true)]
         scenarios: Vec<PathBuf>,
-        /// Repetitions of each link measurement.
+        /// Repetitions of each link measurement and each patterns run.
         #[arg(long, default_value_t = 3)]
         repeat: usize,
         /// Seconds of each iperf3 measurement (after one uncounted second).

@@ -8,8 +8,7 @@
 //! - `exchange`: send one message to every neighbour, then receive one from each;
 //! - `reduce`: receive one message from each child of the breadth-first spanning tree rooted at
 //!   rank 0 ([`Graph::reduce_tree`]), then send one to the parent;
-//! - `all-to-all`: send one message to every other rank and receive one from each, in `n - 1`
-//!   rounds of pairwise exchange (round `k`: send to `rank + k`, receive from `rank - k`).
+//! - `all-to-all`: send one message to every other rank, then receive one from each.
 //!
 //! Before iteration 0 every rank opens all the connections it will need during the whole run
 //! (one TCP connection per pair of ranks that ever communicate, the higher rank connecting to

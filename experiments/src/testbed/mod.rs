@@ -225,13 +225,14 @@ fn build(scenario: &Scenario, state: &mut RunState) -> Result<()> {
         sys::batch("ip", None, &lines)
     })?;
     step("sysctls", || {
+        sys::allow_congestion(&scenario.tcp_congestion)?;
         for n in &plan.nodes {
             sys::in_netns(&n.netns, || {
                 if !scenario.ipv6 {
                     sys::sysctl("net/ipv6/conf/all/disable_ipv6", "1")?;
                     sys::sysctl("net/ipv6/conf/default/disable_ipv6", "1")?;
                 }
-                Ok(())
+                sys::sysctl("net/ipv4/tcp_congestion_control", &scenario.tcp_congestion)
             })?;
         }
         Ok(())
@@ -455,6 +456,9 @@ pub fn down(run: &str) -> Result<Removed> {
     if dir.exists() {
         fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
         removed.state = true;
+    }
+    if runs().is_empty() {
+        sys::restore_allowed_congestion()?;
     }
     Ok(removed)
 }

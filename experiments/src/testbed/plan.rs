@@ -134,10 +134,18 @@ impl Wire {
     }
 }
 
-/// Queue of a host's (or the Proxy's) NIC, the sending end of its access link: Linux's default
-/// `txqueuelen` of 1000 frames. A real host queues its guests' bursts (TSO super-packets
-/// included) there rather than dropping them.
-pub const NIC_QUEUE_BYTES: u64 = 1000 * FULL_FRAME_BYTES;
+/// Queue of a host's (or the Proxy's) NIC, the sending end of its access link: as long in time
+/// as Linux's default `txqueuelen` of 1000 frames at the unscaled rate, i.e. `1000 × rate_scale`
+/// frames (100 at 0.1: 120 ms at 10 Mbit/s, like 1000 frames at 100 Mbit/s), and at least 64.
+/// A queue of 1000 frames at the scaled rate would hold 1.2 s of traffic: ten times the
+/// queueing delay of the hosts the scenarios describe, which stretched CUBIC's loss recovery so
+/// much that `patterns` ring ran 1.37× its prediction instead of 1.24× (`bench fidelity`).
+#[must_use]
+pub fn nic_queue_bytes(rate_scale: f64) -> u64 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let frames = (1000.0 * rate_scale).round() as u64;
+    frames.max(64) * FULL_FRAME_BYTES
+}
 
 /// Queue of a switch port or a site link when the scenario gives none: one bandwidth-delay
 /// product of the link, but at least 100 ms of traffic and 64 full frames. With 16 frames (tried
@@ -158,6 +166,8 @@ pub type Batches = BTreeMap<String, Vec<String>>;
 pub struct Plan {
     /// Run name.
     pub run: String,
+    /// Bytes a host's or the Proxy's NIC queues ([`nic_queue_bytes`]).
+    pub nic_queue: u64,
     /// Network mode.
     pub mode: Mode,
     /// Underlay MTU actually used (raised in vxlan mode).
@@ -212,6 +222,7 @@ impl Plan {
             Mode::Vxlan => scenario.underlay_mtu.max(GUEST_MTU + VXLAN_OVERHEAD),
         };
         let mut p = Plan {
+            nic_queue: nic_queue_bytes(scenario.rate_scale),
             run: run.to_string(),
             mode,
             underlay_mtu: mtu,
@@ -447,7 +458,7 @@ impl Plan {
     fn wire(&mut self, name: String, a: End, b: End, shape: Option<LinkShape>, kind: WireKind) {
         let queue = shape.map_or(0, |s| s.queue_bytes.unwrap_or_else(|| default_queue(&s)));
         let queue_a = if kind == WireKind::Access && shape.is_some() {
-            NIC_QUEUE_BYTES
+            self.nic_queue
         } else {
             queue
         };

@@ -23,6 +23,59 @@ pub const RT_RUN_US: u64 = 300_000;
 /// Real-time budget of all runs together (the machine's default ceiling is 950 000).
 pub const RT_ALL_US: u64 = 900_000;
 
+/// The congestion control algorithms the kernel lets network namespaces other than the first
+/// choose (one list for the whole machine).
+const ALLOWED_CONGESTION: &str = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";
+/// That list as it was before the first run widened it, kept until the last run goes down.
+const ALLOWED_CONGESTION_SAVED: &str = "/run/testbed.tcp_allowed_congestion_control";
+
+/// Lets network namespaces choose TCP congestion control `algorithm`: checks that the kernel has
+/// it and adds it to the machine's allowed list if missing, saving the list as it was (see
+/// [`restore_allowed_congestion`]). This grants a permission only; no socket changes algorithm.
+///
+/// # Errors
+/// The kernel lacks `algorithm`, or the lists cannot be read or written.
+pub fn allow_congestion(algorithm: &str) -> Result<()> {
+    let available = fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
+        .context("read the available TCP congestion control algorithms")?;
+    if !available.split_whitespace().any(|a| a == algorithm) {
+        bail!(
+            "TCP congestion control `{algorithm}` is not available in this kernel (available: {})",
+            available.trim()
+        );
+    }
+    let allowed = fs::read_to_string(ALLOWED_CONGESTION).context("read the allowed list")?;
+    if allowed.split_whitespace().any(|a| a == algorithm) {
+        return Ok(());
+    }
+    if !Path::new(ALLOWED_CONGESTION_SAVED).exists() {
+        fs::write(ALLOWED_CONGESTION_SAVED, allowed.trim())
+            .with_context(|| format!("write {ALLOWED_CONGESTION_SAVED}"))?;
+    }
+    fs::write(
+        ALLOWED_CONGESTION,
+        format!("{} {algorithm}", allowed.trim()),
+    )
+    .with_context(|| format!("allow TCP congestion control `{algorithm}`"))
+}
+
+/// Puts back the allowed list that [`allow_congestion`] saved, if it saved one.
+///
+/// # Errors
+/// The saved list cannot be read, written back or removed.
+pub fn restore_allowed_congestion() -> Result<()> {
+    match fs::read_to_string(ALLOWED_CONGESTION_SAVED) {
+        Ok(saved) => {
+            fs::write(ALLOWED_CONGESTION, saved.trim())
+                .context("restore the allowed TCP congestion control list")?;
+            fs::remove_file(ALLOWED_CONGESTION_SAVED)
+                .with_context(|| format!("remove {ALLOWED_CONGESTION_SAVED}"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("read {ALLOWED_CONGESTION_SAVED}")),
+    }
+}
+
 /// Runs `tool [-n NETNS] -batch -` with `lines` on stdin.
 ///
 /// # Errors
