@@ -73,7 +73,7 @@
 //!
 //! # Tools
 //!
-//! * [`print`] writes a topology in canonical form; [`check`] tells whether a topology is one
+//! * [`print()`] writes a topology in canonical form; [`check`] tells whether a topology is one
 //!   that a program can describe, and so whether printing and parsing give it back.
 //! * [`plan`] lists the primitives that turn one topology into another without cutting guests
 //!   off, [`render_plan`] writes them as a program, and [`host_changes`] lists the daemons to

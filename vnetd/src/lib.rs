@@ -2,6 +2,8 @@
 //! protocol, the topology language) and, at the edges, the daemon's I/O.
 
 pub mod forward;
+pub mod io;
 pub mod lang;
 pub mod model;
+pub mod peer;
 pub mod wire;

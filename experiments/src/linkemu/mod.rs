@@ -12,7 +12,8 @@
 //! - [`model`]: the pure, I/O-free model (FIFO drained at the link rate,
 //!   tail drop, loss on the wire, delay + jitter after the queue, no
 //!   reordering). All behaviour worth unit-testing lives there.
-//! - [`tap`]: TAP creation inside a target namespace.
+//! - TAP devices come from [`vnetd::io::tap`], created inside each target
+//!   namespace.
 //! - this module: the I/O loop, [`LinkSpec`] and [`LinkStats`].
 //! - [`harness`]: namespace pairs, in-thread emulators, ping and TCP goodput
 //!   helpers shared by the end-to-end test and [`accuracy`].
@@ -101,11 +102,9 @@ pub mod accuracy;
 pub mod harness;
 pub mod hist;
 pub mod model;
-pub mod tap;
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,7 +115,7 @@ use serde::{Deserialize, Serialize};
 
 use hist::{Histogram, Summary};
 pub use model::{bdp_queue_bytes, Counters, Direction, Reason, Shape, Verdict};
-use tap::Tap;
+use vnetd::io::tap::{self, Tap, TapError, MAX_FRAME as MAX_TAP_FRAME};
 
 /// One end of a link: a TAP named `ifname` created inside `netns`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -148,9 +147,6 @@ pub struct LinkSpec {
     /// Where to write [`LinkStats`] as JSON when the run ends.
     pub stats_file: Option<PathBuf>,
 }
-
-/// Largest frame a TAP can produce: 64 KiB IP packet + Ethernet + VLAN headers.
-const MAX_TAP_FRAME: usize = 65_535 + 18;
 
 impl LinkSpec {
     /// Checks names, frame size and shapes.
@@ -325,9 +321,9 @@ pub fn run_with(
     spec.validate()
         .with_context(|| format!("invalid link spec {}", spec.name))?;
     let mut tuning = ThreadTuning::apply();
-    let tap_a = Tap::create(&spec.a.netns, &spec.a.ifname)
+    let tap_a = Tap::create_in(&spec.a.netns, &spec.a.ifname)
         .with_context(|| format!("link {}: endpoint a", spec.name))?;
-    let tap_b = Tap::create(&spec.b.netns, &spec.b.ifname)
+    let tap_b = Tap::create_in(&spec.b.netns, &spec.b.ifname)
         .with_context(|| format!("link {}: endpoint b", spec.name))?;
     let mut ab = Lane::new(spec.a_to_b, spec.seed, spec.max_frame)
         .with_context(|| format!("link {}: a_to_b", spec.name))?;
@@ -493,13 +489,16 @@ impl Lane {
     /// frame's delay is counted from when it arrived, not from when the loop got to it. Stamps
     /// never go backwards.
     fn drain(&mut self, src: &Tap, epoch: Instant, lead: Duration, scratch: &mut [u8]) {
-        let mut file: &File = src.file();
         for _ in 0..READ_BATCH {
-            let n = match file.read(scratch) {
+            let n = match src.read_frame(scratch) {
                 Ok(0) => return,
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Longer than the scratch buffer, so than any `max_frame`.
+                Err(TapError::Truncated { .. }) => {
+                    self.stats.oversize_dropped += 1;
+                    continue;
+                }
+                Err(TapError::WouldBlock) => return,
                 Err(_) => {
                     self.stats.read_errors += 1;
                     return;
@@ -528,18 +527,17 @@ impl Lane {
     /// Writes every frame that is due within `early` to `dst`.
     fn flush(&mut self, dst: &Tap, epoch: Instant, early: Duration) {
         self.blocked = false;
-        let mut file: &File = dst.file();
         while let Some(head) = self.inflight.front() {
             let now = epoch.elapsed();
             if head.due > now + early {
                 return;
             }
-            let written = file.write(&head.frame);
+            let written = dst.write_frame(&head.frame);
             let spent = epoch.elapsed().saturating_sub(now);
             self.write_time
                 .record(u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX));
             match written {
-                Ok(_) => {
+                Ok(()) => {
                     self.stats.frames_written += 1;
                     self.stats.bytes_written += head.frame.len() as u64;
                     let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
@@ -550,18 +548,15 @@ impl Lane {
                         self.early.record(ns(head.due - now));
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
-                {
+                // EAGAIN or ENOBUFS: keep the frame, retry when writable.
+                Err(TapError::WouldBlock) => {
                     self.stats.write_blocked += 1;
                     self.blocked = true;
                     return;
                 }
                 Err(e) => {
                     self.stats.write_errors += 1;
-                    self.stats.last_write_error = Some(format!("write to {}: {e}", dst.name()));
+                    self.stats.last_write_error = Some(format!("{}: {e}", dst.name()));
                 }
             }
             if let Some(done) = self.inflight.pop_front() {
