@@ -1,5 +1,6 @@
 //! `testbed`: build, inspect, use and remove emulated multi-site testbeds.
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -158,7 +159,10 @@ fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                print_status(&s);
+                match print_status(&mut io::stdout().lock(), &s) {
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+                    r => r.context("write the status")?,
+                }
             }
             if s.healthy {
                 Ok(())
@@ -260,8 +264,11 @@ fn signal_hook_stop(stop: &Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
-fn print_status(s: &testbed::Status) {
-    println!(
+/// Writes the status table; a reader that went away (`testbed status RUN | head`) is not an
+/// error.
+fn print_status(out: &mut impl Write, s: &testbed::Status) -> io::Result<()> {
+    writeln!(
+        out,
         "run {}  scenario {}  network {}  rate scale {}  up in {}",
         s.run,
         s.scenario.display(),
@@ -269,13 +276,15 @@ fn print_status(s: &testbed::Status) {
         s.rate_scale,
         s.up_seconds
             .map_or("(incomplete)".into(), |t| format!("{t:.2} s"))
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "\n{:<14} {:<7} {:<16} {:<9} {:>6} {:>6}  namespace",
         "node", "kind", "address", "cgroup", "cpu", "procs"
-    );
+    )?;
     for n in &s.nodes {
-        println!(
+        writeln!(
+            out,
             "{:<14} {:<7} {:<16} {:<9} {:>6} {:>6}  {}{}",
             n.name,
             format!("{:?}", n.kind).to_lowercase(),
@@ -285,12 +294,13 @@ fn print_status(s: &testbed::Status) {
             n.processes,
             n.netns,
             if n.alive { "" } else { "  (MISSING)" }
-        );
+        )?;
     }
-    println!(
+    writeln!(
+        out,
         "\n{:<28} {:<9} {:>12} {:>9} {:>9} {:>6} {:>9}  state",
         "link", "kind", "rate Mbit/s", "delay ms", "jitter ms", "loss", "queues a/b KB"
-    );
+    )?;
     for w in &s.wires {
         #[allow(clippy::cast_precision_loss)]
         let rate = if w.rate_bps == 0 {
@@ -298,7 +308,8 @@ fn print_status(s: &testbed::Status) {
         } else {
             format!("{:.3}", w.rate_bps as f64 / 1e6)
         };
-        println!(
+        writeln!(
+            out,
             "{:<28} {:<9} {:>12} {:>9.3} {:>9.3} {:>6} {:>9}  {}",
             w.name,
             w.kind,
@@ -312,6 +323,7 @@ fn print_status(s: &testbed::Status) {
                 (Some(p), false) => format!("pid {p} DEAD"),
                 _ => "kernel".into(),
             }
-        );
+        )?;
     }
+    Ok(())
 }

@@ -166,7 +166,9 @@ pub type Batches = BTreeMap<String, Vec<String>>;
 pub struct Plan {
     /// Run name.
     pub run: String,
-    /// Bytes a host's or the Proxy's NIC queues ([`nic_queue_bytes`]).
+    /// Bytes a host's or the Proxy's NIC queues ([`nic_queue_bytes`]). Absent from the state
+    /// of runs brought up before it existed; only building a plan reads it.
+    #[serde(default)]
     pub nic_queue: u64,
     /// Network mode.
     pub mode: Mode,
