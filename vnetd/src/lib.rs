@@ -1,6 +1,7 @@
 //! The VNET layer-2 overlay: the pure cores (names and rules, the forwarding table, the link
 //! protocol, the topology language) and, at the edges, the daemon's I/O.
 
+pub mod cli;
 pub mod forward;
 pub mod io;
 pub mod lang;

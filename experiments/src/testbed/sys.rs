@@ -3,6 +3,7 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -76,6 +77,24 @@ pub fn restore_allowed_congestion() -> Result<()> {
     }
 }
 
+/// A command that dies with the thread that started it: if `testbed up` is killed while an
+/// `ip -batch` is half-way through creating namespaces, that `ip` must not go on creating them
+/// while the next `up` or `down` of the same run is removing them.
+fn dies_with_caller(tool: &str) -> Command {
+    let mut cmd = Command::new(tool);
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
+    // async-signal-safe, with constant arguments.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 /// Runs `tool [-n NETNS] -batch -` with `lines` on stdin.
 ///
 /// # Errors
@@ -84,7 +103,7 @@ pub fn batch(tool: &str, netns: Option<&str>, lines: &[String]) -> Result<()> {
     if lines.is_empty() {
         return Ok(());
     }
-    let mut cmd = Command::new(tool);
+    let mut cmd = dies_with_caller(tool);
     if let Some(ns) = netns {
         cmd.args(["-n", ns]);
     }
@@ -419,7 +438,7 @@ pub fn kill_everything(cgroups: &Cgroups, netns: &[String]) -> Result<()> {
 /// If `unshare` fails.
 pub fn create_uts(file: &Path, hostname: &str) -> Result<()> {
     fs::File::create(file).with_context(|| format!("create {}", file.display()))?;
-    let out = Command::new("unshare")
+    let out = dies_with_caller("unshare")
         .arg(format!("--uts={}", file.display()))
         .args(["hostname", hostname])
         .output()
