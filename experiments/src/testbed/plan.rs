@@ -118,8 +118,9 @@ pub struct Wire {
 /// What a wire is, which sets its queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WireKind {
-    /// A host's or the Proxy's link to its site's switch; end `a` is the node's NIC.
-    Access,
+    /// A host's or the Proxy's link to its site's switch; end `a` is the node's NIC, which
+    /// queues `nic_queue` bytes ([`nic_queue_bytes`]).
+    Access { nic_queue: u64 },
     /// A link between two sites' switches.
     SiteLink,
     /// Plumbing inside the testbed (guest NICs, the user's cable): never shaped.
@@ -166,10 +167,6 @@ pub type Batches = BTreeMap<String, Vec<String>>;
 pub struct Plan {
     /// Run name.
     pub run: String,
-    /// Bytes a host's or the Proxy's NIC queues ([`nic_queue_bytes`]). Absent from the state
-    /// of runs brought up before it existed; only building a plan reads it.
-    #[serde(default)]
-    pub nic_queue: u64,
     /// Network mode.
     pub mode: Mode,
     /// Underlay MTU actually used (raised in vxlan mode).
@@ -224,7 +221,6 @@ impl Plan {
             Mode::Vxlan => scenario.underlay_mtu.max(GUEST_MTU + VXLAN_OVERHEAD),
         };
         let mut p = Plan {
-            nic_queue: nic_queue_bytes(scenario.rate_scale),
             run: run.to_string(),
             mode,
             underlay_mtu: mtu,
@@ -303,7 +299,9 @@ impl Plan {
                     ifname: port.clone(),
                 },
                 (shape.rate_bps > 0 || !shape.kernel_only()).then_some(shape),
-                WireKind::Access,
+                WireKind::Access {
+                    nic_queue: nic_queue_bytes(scenario.rate_scale),
+                },
             );
             p.port_of(&ns(&sw(*site)), &port, "br0", mtu);
         }
@@ -459,10 +457,9 @@ impl Plan {
 
     fn wire(&mut self, name: String, a: End, b: End, shape: Option<LinkShape>, kind: WireKind) {
         let queue = shape.map_or(0, |s| s.queue_bytes.unwrap_or_else(|| default_queue(&s)));
-        let queue_a = if kind == WireKind::Access && shape.is_some() {
-            self.nic_queue
-        } else {
-            queue
+        let queue_a = match kind {
+            WireKind::Access { nic_queue } if shape.is_some() => nic_queue,
+            _ => queue,
         };
         let emulated = kind != WireKind::Internal;
         self.wires.push(Wire {
