@@ -788,7 +788,7 @@ impl Peer {
         self.stats.hello_requests = self.stats.hello_requests.saturating_add(1);
         let quiet = self
             .last_hello
-            .is_none_or(|t| self.now >= after(t, self.config.backoff_initial));
+            .is_none_or(|t| self.now >= t.saturating_add(self.config.backoff_initial));
         if quiet {
             self.queue_hello();
         }
@@ -993,7 +993,7 @@ impl Peer {
             (LinkKind::Tcp, Transport::Dialing { .. }) => self.next_attempt = None,
             (LinkKind::Tcp, Transport::Closed) => {
                 self.transport = Transport::Dialing {
-                    until: after(self.now, self.config.dead_after),
+                    until: self.now.saturating_add(self.config.dead_after),
                 };
                 self.next_attempt = None;
                 self.stats.reconnects = self.stats.reconnects.saturating_add(1);
@@ -1005,18 +1005,21 @@ impl Peer {
     /// UDP: a hello now, and the next attempt after the backoff delay.
     fn hello_attempt(&mut self) {
         self.queue_hello();
-        let delay = self.backoff.delay(self.attempt);
-        self.attempt = self.attempt.saturating_add(1);
-        self.next_attempt = Some(after(self.now, delay));
+        self.schedule_attempt();
     }
 
     /// TCP, active: the dial or the handshake on the connection failed; dial again after
     /// the backoff delay.
     fn attempt_failed(&mut self) {
         self.close_transport();
+        self.schedule_attempt();
+    }
+
+    /// The next attempt, after this attempt's backoff delay.
+    fn schedule_attempt(&mut self) {
         let delay = self.backoff.delay(self.attempt);
         self.attempt = self.attempt.saturating_add(1);
-        self.next_attempt = Some(after(self.now, delay));
+        self.next_attempt = Some(self.now.saturating_add(delay));
     }
 
     /// When the next probe is due on an up link: `K` after the last arrival, or `K/2` after
@@ -1025,23 +1028,23 @@ impl Peer {
     fn probe_at(&self) -> Duration {
         let last_rx = self.last_rx.unwrap_or(self.up_since);
         let idle = match self.last_probe {
-            Some(probe) if probe >= last_rx => after(probe, self.config.keepalive_interval / 2),
-            _ => after(last_rx, self.config.keepalive_interval),
+            Some(probe) if probe >= last_rx => probe.saturating_add(self.config.keepalive_interval / 2),
+            _ => last_rx.saturating_add(self.config.keepalive_interval),
         };
         let last_probe = self.last_probe.unwrap_or(Duration::ZERO);
         let sampled = self.last_sample.unwrap_or(self.up_since).max(last_probe);
-        idle.min(after(sampled, self.config.rtt_refresh))
+        idle.min(sampled.saturating_add(self.config.rtt_refresh))
     }
 
     fn next_timer(&self) -> Option<(Duration, Timer)> {
         let mut timers: [Option<(Duration, Timer)>; 3] = [None; 3];
         if self.state == State::Up {
             let last_rx = self.last_rx.unwrap_or(self.up_since);
-            timers[0] = Some((after(last_rx, self.dead_timeout()), Timer::Dead));
+            timers[0] = Some((last_rx.saturating_add(self.dead_timeout()), Timer::Dead));
             timers[1] = Some((self.probe_at(), Timer::Probe));
             timers[2] = self
                 .suspect_since
-                .map(|since| (after(since, self.suspect_timeout()), Timer::Suspect));
+                .map(|since| (since.saturating_add(self.suspect_timeout()), Timer::Suspect));
         } else if self.config.initiative == Initiative::Active {
             timers[0] = self.next_attempt.map(|at| (at, Timer::Attempt));
             if self.config.kind == LinkKind::Tcp {
@@ -1049,7 +1052,7 @@ impl Peer {
                     Transport::Dialing { until } => Some((until, Timer::DialTimeout)),
                     Transport::Open { since } => {
                         let quiet_since = self.last_rx.map_or(since, |rx| rx.max(since));
-                        Some((after(quiet_since, self.config.dead_after), Timer::Handshake))
+                        Some((quiet_since.saturating_add(self.config.dead_after), Timer::Handshake))
                     }
                     Transport::Closed => None,
                 };
@@ -1070,11 +1073,6 @@ impl Peer {
             Timer::DialTimeout | Timer::Handshake => self.attempt_failed(),
         }
     }
-}
-
-/// `t + d`, saturating.
-fn after(t: Duration, d: Duration) -> Duration {
-    t.checked_add(d).unwrap_or(Duration::MAX)
 }
 
 /// A clock reading as the nanoseconds a keepalive carries (saturating after 584 years).

@@ -467,36 +467,32 @@ impl Table {
             if self.floods.len() <= id {
                 self.floods.resize(self.core.endpoints.all.len(), None);
             }
-            match self.floods.get_mut(id) {
-                Some(Some(decision)) => {
-                    self.counters.hits = self.counters.hits.wrapping_add(1);
-                    decision
-                }
-                Some(slot) => {
-                    self.counters.misses = self.counters.misses.wrapping_add(1);
-                    slot.insert(self.core.flood(id))
-                }
-                None => {
-                    self.counters.count_drop(DropReason::UnknownIngress);
-                    return &UNKNOWN_INGRESS;
-                }
+            let slot = &mut self.floods[id];
+            if slot.is_some() {
+                self.counters.hits = self.counters.hits.wrapping_add(1);
+            } else {
+                self.counters.misses = self.counters.misses.wrapping_add(1);
             }
+            slot.get_or_insert_with(|| self.core.flood(id))
         } else {
-            if self.cache.len() >= self.capacity {
-                self.cache.clear();
-                self.counters.cache_full = self.counters.cache_full.wrapping_add(1);
-            }
             match Key::new(id, src, dst) {
-                Some(key) => match self.cache.entry(key) {
-                    Entry::Occupied(entry) => {
-                        self.counters.hits = self.counters.hits.wrapping_add(1);
-                        entry.into_mut()
+                Some(key) => {
+                    // Full: make room for a new decision (a hit needs none).
+                    if self.cache.len() >= self.capacity && !self.cache.contains_key(&key) {
+                        self.cache.clear();
+                        self.counters.cache_full = self.counters.cache_full.wrapping_add(1);
                     }
-                    Entry::Vacant(entry) => {
-                        self.counters.misses = self.counters.misses.wrapping_add(1);
-                        entry.insert(self.core.decide(id, src, dst).0)
+                    match self.cache.entry(key) {
+                        Entry::Occupied(entry) => {
+                            self.counters.hits = self.counters.hits.wrapping_add(1);
+                            entry.into_mut()
+                        }
+                        Entry::Vacant(entry) => {
+                            self.counters.misses = self.counters.misses.wrapping_add(1);
+                            entry.insert(self.core.decide(id, src, dst).0)
+                        }
                     }
-                },
+                }
                 None => {
                     self.counters.misses = self.counters.misses.wrapping_add(1);
                     self.uncached = self.core.decide(id, src, dst).0;

@@ -729,6 +729,11 @@ fn the_cache_stays_within_its_capacity() {
         tiny.lookup(&Ingress::Port(n("lan")), S, mac(i));
         assert_eq!(tiny.cached(), 1);
     }
+    // A full cache still answers the frames it holds: a hit does not empty it.
+    let (hits, full) = (tiny.counters().hits, tiny.counters().cache_full);
+    tiny.lookup(&Ingress::Port(n("lan")), S, mac(2));
+    assert_eq!(tiny.counters().hits, hits + 1);
+    assert_eq!(tiny.counters().cache_full, full);
 }
 
 #[test]

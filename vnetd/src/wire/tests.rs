@@ -725,7 +725,7 @@ fn hellos_are_authenticated_and_checked() {
     let mut bad = hello.clone();
     let last = bad.len() - TAG_LEN - 1;
     bad[last] ^= 1;
-    assert!(b.take_hello(&bad).is_err());
+    assert_eq!(b.take_hello(&bad), Err(RxError::BadTag));
     // From another daemon than the link's peer.
     let mut stranger = End::new("host3", 40, "proxy", 1472);
     assert_eq!(
