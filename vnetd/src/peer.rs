@@ -1028,7 +1028,9 @@ impl Peer {
     fn probe_at(&self) -> Duration {
         let last_rx = self.last_rx.unwrap_or(self.up_since);
         let idle = match self.last_probe {
-            Some(probe) if probe >= last_rx => probe.saturating_add(self.config.keepalive_interval / 2),
+            Some(probe) if probe >= last_rx => {
+                probe.saturating_add(self.config.keepalive_interval / 2)
+            }
             _ => last_rx.saturating_add(self.config.keepalive_interval),
         };
         let last_probe = self.last_probe.unwrap_or(Duration::ZERO);
@@ -1052,7 +1054,10 @@ impl Peer {
                     Transport::Dialing { until } => Some((until, Timer::DialTimeout)),
                     Transport::Open { since } => {
                         let quiet_since = self.last_rx.map_or(since, |rx| rx.max(since));
-                        Some((quiet_since.saturating_add(self.config.dead_after), Timer::Handshake))
+                        Some((
+                            quiet_since.saturating_add(self.config.dead_after),
+                            Timer::Handshake,
+                        ))
                     }
                     Transport::Closed => None,
                 };

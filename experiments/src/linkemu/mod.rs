@@ -607,7 +607,7 @@ fn forward(
     let [tap_a, tap_b] = taps;
     let [ab, ba] = lanes;
     let realtime = is_realtime();
-    let mut scratch = vec![0u8; MAX_TAP_FRAME + 1];
+    let mut scratch = vec![0u8; MAX_TAP_FRAME];
     let mut fds = [
         libc::pollfd {
             fd: tap_a.as_raw_fd(),

@@ -427,8 +427,17 @@ impl Tap {
         let capacity = buf.len();
         let mut spare = [0u8; 1];
         loop {
-            let mut iov = [IoSliceMut::new(buf), IoSliceMut::new(&mut spare)];
-            return match readv(&self.fd, &mut iov) {
+            // A buffer of MAX_FRAME holds any frame: the spare byte (which tells a truncated
+            // frame from one that fills the buffer) is only needed below that.
+            let read = if capacity >= MAX_FRAME {
+                nix::unistd::read(self.fd.as_raw_fd(), buf)
+            } else {
+                readv(
+                    &self.fd,
+                    &mut [IoSliceMut::new(buf), IoSliceMut::new(&mut spare)],
+                )
+            };
+            return match read {
                 // The spare byte was written: the frame did not fit.
                 Ok(n) if n > capacity => Err(TapError::Truncated { capacity }),
                 Ok(n) => Ok(n),

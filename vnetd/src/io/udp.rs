@@ -623,9 +623,12 @@ impl UdpSocket {
                     if disable {
                         self.gso.store(false, Ordering::Relaxed);
                     }
-                    return self
-                        .send_many(count - sent, |i| piece(sent + i))
-                        .map(|n| sent + n);
+                    // Segments already out count, even if the first of the rest is refused.
+                    return match self.send_many(count - sent, |i| piece(sent + i)) {
+                        Ok(n) => Ok(sent + n),
+                        Err(_) if sent > 0 => Ok(sent),
+                        Err(e) => Err(e),
+                    };
                 }
             }
         }

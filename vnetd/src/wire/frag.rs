@@ -273,26 +273,28 @@ impl Reassembler {
                 max: self.config.max_frame_len,
             });
         }
-        let count_ok = (2..=MAX_FRAGMENTS).contains(&fragment.count);
-        let range = match piece_range(
-            frame_len,
-            usize::from(fragment.count),
-            usize::from(fragment.index),
-        ) {
-            Some(range) if count_ok && range.len() == fragment.piece.len() => range,
-            // A fragment that skipped `Fragment::check`: its numbers contradict themselves.
-            _ => {
-                self.stats.inconsistent += 1;
-                return Err(ReassemblyError::Inconsistent {
-                    frame_id: fragment.frame_id,
-                });
-            }
+        // `Fragment::check` (which `Message::parse` ran already) is the one judge of a
+        // fragment's numbers; one that skipped it may contradict itself.
+        let range = match fragment.check() {
+            Ok(()) => piece_range(
+                frame_len,
+                usize::from(fragment.count),
+                usize::from(fragment.index),
+            ),
+            Err(_) => None,
         };
-        let bit = 1u64.checked_shl(u32::from(fragment.index)).unwrap_or(0);
+        let Some(range) = range else {
+            self.stats.inconsistent += 1;
+            return Err(ReassemblyError::Inconsistent {
+                frame_id: fragment.frame_id,
+            });
+        };
+        // `check` bounds the index below the count, at most 64.
+        let bit = 1u64 << fragment.index;
         let index = match self.find(fragment.frame_id) {
             Some(index) => {
                 let slot = &mut self.slots[index];
-                if slot.frame_len != frame_len || slot.count != fragment.count || bit == 0 {
+                if slot.frame_len != frame_len || slot.count != fragment.count {
                     slot.active = false;
                     self.stats.inconsistent += 1;
                     return Err(ReassemblyError::Inconsistent {
@@ -317,8 +319,6 @@ impl Reassembler {
                 slot.count = fragment.count;
                 slot.arrived = 0;
                 slot.hops = hops;
-                slot.buf.clear();
-                slot.buf.resize(frame_len, 0);
                 slot.active = true;
                 index
             }
@@ -354,8 +354,9 @@ impl Reassembler {
                 count: 0,
                 arrived: 0,
                 hops: 0,
-                // Never grown past this: `insert` refuses longer frames.
-                buf: Vec::with_capacity(self.config.max_frame_len),
+                // Zeroed once; every piece of a frame overwrites its part, and `insert`
+                // refuses frames longer than this.
+                buf: vec![0; self.config.max_frame_len],
                 active: false,
             });
             return self.slots.len() - 1;
