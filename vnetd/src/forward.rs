@@ -136,8 +136,9 @@ use std::fmt;
 
 use crate::model::{DstMatch, Match, Name, SrcMatch, Target};
 
+pub use crate::model::RuleError;
 pub use overlay::{check, route, Deliveries, Home, Hop, Overlay, Problem, Route, RouteError};
-pub use table::{Counters, Explanation, IngressId, RuleError, Table, DEFAULT_CACHE_CAPACITY};
+pub use table::{Counters, Explanation, IngressId, Table, DEFAULT_CACHE_CAPACITY};
 
 /// What a daemon is in the overlay.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

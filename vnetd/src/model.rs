@@ -222,6 +222,60 @@ pub struct Rule {
     pub target: Target,
 }
 
+impl Rule {
+    /// Whether daemon `me` can hold this rule: no group address in either field (broadcast and
+    /// multicast are flooded along the star, never routed by rules) and no link to itself.
+    /// Both the forwarding table and the topology language ask this.
+    ///
+    /// # Errors
+    /// The first [`RuleError`] found.
+    pub fn validate(&self, me: &Name) -> Result<(), RuleError> {
+        if let DstMatch::Is(mac) | DstMatch::Not(mac) = self.dst {
+            if mac.is_group() {
+                return Err(RuleError::GroupDestination { mac });
+            }
+        }
+        if let SrcMatch::Is(mac) | SrcMatch::Not(mac) = self.src {
+            if mac.is_group() {
+                return Err(RuleError::GroupSource { mac });
+            }
+        }
+        if self.target == Target::Link(me.clone()) {
+            return Err(RuleError::LinkToSelf { me: me.clone() });
+        }
+        Ok(())
+    }
+}
+
+/// Why no daemon can hold a rule (see [`Rule::validate`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// The destination is a group address.
+    #[error(
+        "destination {mac} is a broadcast or multicast address: such frames never use rules, they \
+         are flooded along the star with split horizon so that every guest gets exactly one copy"
+    )]
+    GroupDestination {
+        /// The group address.
+        mac: Mac,
+    },
+    /// The source is a group address.
+    #[error(
+        "source {mac} is a broadcast or multicast address, which no frame comes from: the rule \
+         would match every frame or none (write `any` or a guest's address)"
+    )]
+    GroupSource {
+        /// The group address.
+        mac: Mac,
+    },
+    /// The target is a link from the daemon to itself.
+    #[error("{me} cannot send frames over a link to itself")]
+    LinkToSelf {
+        /// The daemon's own name.
+        me: Name,
+    },
+}
+
 /// A daemon of the overlay, as the topology language's `HOST` line declares it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Host {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use foldhash::fast::RandomState;
 
-use super::{Decision, DropReason, Ingress, Out, Role, Specificity};
+use super::{Decision, DropReason, Ingress, Out, Role, RuleError, Specificity};
 use crate::model::{DstMatch, Mac, Match, Name, Rule, SrcMatch, Target};
 
 /// How many unicast decisions a table caches unless told otherwise
@@ -24,35 +24,6 @@ static UNKNOWN_INGRESS: Decision = Decision::Drop(DropReason::UnknownIngress);
 /// none (then the frame is dropped as [`DropReason::UnknownIngress`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IngressId(usize);
-
-/// Why a table refused a rule.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RuleError {
-    /// The destination is a group address.
-    #[error(
-        "destination {mac} is a broadcast or multicast address: such frames never use rules, they \
-         are flooded along the star with split horizon so that every guest gets exactly one copy"
-    )]
-    GroupDestination {
-        /// The group address.
-        mac: Mac,
-    },
-    /// The source is a group address.
-    #[error(
-        "source {mac} is a broadcast or multicast address, which no frame comes from: the rule \
-         would match every frame or none (write `any` or a guest's address)"
-    )]
-    GroupSource {
-        /// The group address.
-        mac: Mac,
-    },
-    /// The target is a link from the daemon to itself.
-    #[error("{me} cannot send frames over a link to itself")]
-    LinkToSelf {
-        /// The daemon's own name.
-        me: Name,
-    },
-}
 
 /// What a table counted since it was made.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -360,21 +331,7 @@ impl Table {
     /// A rule whose destination or source is a group address, or whose target is a link to this
     /// daemon itself ([`RuleError`]); the table is unchanged then.
     pub fn add_rule(&mut self, rule: Rule) -> Result<Option<Target>, RuleError> {
-        if let DstMatch::Is(mac) | DstMatch::Not(mac) = rule.dst {
-            if mac.is_group() {
-                return Err(RuleError::GroupDestination { mac });
-            }
-        }
-        if let SrcMatch::Is(mac) | SrcMatch::Not(mac) = rule.src {
-            if mac.is_group() {
-                return Err(RuleError::GroupSource { mac });
-            }
-        }
-        if rule.target == Target::Link(self.core.me.clone()) {
-            return Err(RuleError::LinkToSelf {
-                me: self.core.me.clone(),
-            });
-        }
+        rule.validate(&self.core.me)?;
         let previous = self
             .core
             .rules

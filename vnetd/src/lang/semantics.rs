@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use super::lex::Keyword;
 use super::{Action, Item, Located, Pos, Program};
-use crate::model::{DstMatch, Link, LinkKind, Mac, Name, Rule, Target, Topology};
+use crate::model::{Link, LinkKind, Mac, Name, Rule, RuleError, Target, Topology};
 
 /// Why an item (or a `HOST` line) cannot be applied to a topology, or why a topology is not
 /// one that a program can describe ([`check`]).
@@ -91,6 +91,9 @@ pub enum SemanticError {
          along the star themselves, so rules only ever route frames for one guest"
     )]
     GroupDestination(Mac),
+    /// A rule no daemon can hold for another reason ([`Rule::validate`]).
+    #[error(transparent)]
+    Rule(RuleError),
     /// A host whose user could not be written as one token ([`check`] only).
     #[error(
         "{0:?} cannot be written as a user name: it must be one token, without whitespace or `#`, \
@@ -374,15 +377,12 @@ fn rules_over(topology: &Topology, link: &Link) -> Vec<Item> {
 
 fn add_rule(topology: &mut Topology, machine: &Name, rule: &Rule) -> Result<(), SemanticError> {
     declared(topology, machine)?;
-    if let DstMatch::Is(mac) | DstMatch::Not(mac) = rule.dst {
-        if mac.is_group() {
-            return Err(SemanticError::GroupDestination(mac));
-        }
-    }
+    rule.validate(machine).map_err(|e| match e {
+        RuleError::GroupDestination { mac } => SemanticError::GroupDestination(mac),
+        RuleError::LinkToSelf { me } => SemanticError::SameEnds(me),
+        source @ RuleError::GroupSource { .. } => SemanticError::Rule(source),
+    })?;
     if let Target::Link(peer) = &rule.target {
-        if peer == machine {
-            return Err(SemanticError::SameEnds(peer.clone()));
-        }
         if link_between(topology, machine, peer).is_none() {
             return Err(SemanticError::NoLinkForRule {
                 machine: machine.clone(),
@@ -435,7 +435,7 @@ fn delete_rule(topology: &mut Topology, machine: &Name, rule: &Rule) -> Result<(
 mod tests {
     use super::super::{parse, parse_topology, Error};
     use super::*;
-    use crate::model::{Host, SrcMatch};
+    use crate::model::{DstMatch, Host, SrcMatch};
 
     const HOSTS: &str = "BEGIN\n\
         HOST alice AT host1 2222 eth0\n\

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 
 use super::*;
-use crate::model::{DstMatch, LinkKind, Mac, SrcMatch, Target};
+use crate::model::{DstMatch, LinkKind, Mac, RuleError, SrcMatch, Target};
 
 fn name(s: &str) -> Name {
     s.parse().expect("a valid name")
@@ -74,6 +74,18 @@ fn figure_2_broadcast_row_is_left_to_flooding() {
     assert!(error
         .to_string()
         .contains("the daemons flood such frames along the star"));
+
+    // The language refuses what the forwarding table refuses: a group source too.
+    let text = FIG2.replace(
+        "END",
+        "FORWARD INTERFACE Host1 01:00:5e:00:00:01 ANY vmnet1\nEND",
+    );
+    let error = program_to_topology(&parse(&text).expect("parses")).expect_err("rejected");
+    let group = "01:00:5e:00:00:01".parse().unwrap();
+    assert_eq!(
+        error.error,
+        SemanticError::Rule(RuleError::GroupSource { mac: group })
+    );
 }
 
 #[test]
