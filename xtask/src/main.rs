@@ -20,6 +20,14 @@ const PACKAGES: &[(&str, &str)] = &[
     ("openmpi-bin", "mpirun across guests"),
     ("libopenmpi-dev", "mpicc, to build the MPI test program"),
     ("procps", "process tools used by the tests"),
+    (
+        "libpcap-dev",
+        "libpcap, which vnetd links for its pcap ports (to build)",
+    ),
+    (
+        "nftables",
+        "nft, to cut overlay links in the end-to-end tests",
+    ),
 ];
 
 fn main() {
@@ -105,6 +113,8 @@ fn is_root() -> bool {
 
 fn test(args: &[String]) -> Result<()> {
     let fast_only = args.iter().any(|a| a == "--fast");
+    // Before the fast tier too: building vnetd links libpcap.
+    install()?;
     let t = Instant::now();
     eprintln!("xtask: fast tier (unit and in-process tests)");
     run(cargo().args(["test", "--workspace", "--release"]))?;
@@ -113,11 +123,13 @@ fn test(args: &[String]) -> Result<()> {
         eprintln!("xtask: fast tier passed in {:.0} s", fast.as_secs_f64());
         return Ok(());
     }
-    install()?;
     if !is_root() {
         bail!("the end-to-end tier builds network namespaces and needs root");
     }
     eprintln!("xtask: end-to-end tier (network namespaces, one test at a time)");
+    // The testbed runs binaries of other packages from its own directory (vnet mode: `vnetd` and
+    // `vnetctl`): build every binary, not only those of packages with integration tests.
+    run(cargo().args(["build", "--workspace", "--release", "--bins"]))?;
     run(cargo().args([
         "test",
         "--workspace",

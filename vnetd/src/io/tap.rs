@@ -4,8 +4,31 @@
 //! whole Ethernet frame (destination MAC first, no FCS) and every write injects one, with no
 //! packet-information header and no virtio-net header, so the kernel segments GSO packets
 //! and fills in checksums before handing frames over. The descriptor is non-blocking and
-//! close-on-exec. The interface is not persistent: it disappears when the [`Tap`] is
-//! dropped (or the process exits).
+//! close-on-exec. A TAP made by [`Tap::create`] or [`Tap::create_in`] is not persistent:
+//! it disappears when the [`Tap`] is dropped (or the process exits).
+//!
+//! # Persistent TAPs
+//!
+//! A guest configures its NIC (addresses, routes, neighbours) on the interface, not on the
+//! descriptor. If the daemon dies (even by `kill -9`) a plain TAP vanishes with its
+//! descriptor and takes that configuration with it; a *persistent* one (`TUNSETPERSIST`)
+//! stays, without carrier, until someone clears the flag, so a restarted daemon re-attaches
+//! and the guest never notices more than a pause.
+//! [`Tap::open_or_create_persistent`] does both halves in one call: `TUNSETIFF` with a name
+//! that is already a persistent TAP attaches to it (the kernel's own re-attach), otherwise
+//! it creates one, and the TAP is then made persistent. It tells which happened from the
+//! `IFF_PERSIST` flag the device had at attach (`TUNGETIFF`), not from a look-up before, so
+//! there is no window between looking and attaching. It refuses a `%d` pattern (a name
+//! that cannot be found again is no use to a restarted daemon) and fails with
+//! [`TapError::NotAttachable`] when the name is taken by an interface it may not attach to:
+//! another kind of interface or a TUN device (`EINVAL`), a TAP some other descriptor holds
+//! (`EBUSY`), or one owned by another user or group (`EPERM`). [`Tap::set_persistent`]
+//! turns the flag on or off; [`Tap::remove`] clears it and closes, so the interface is
+//! gone.
+//!
+//! Note that [`Tap::create`] and [`Tap::create_in`] given the name of an existing
+//! persistent TAP attach to it too (they pass the same flags): they stay as they were, and
+//! the interface stays persistent.
 //!
 //! # Namespaces
 //!
@@ -112,6 +135,31 @@ pub enum TapError {
         /// Why.
         source: io::Error,
     },
+    /// An interface of that name exists but cannot be attached as a persistent TAP; the
+    /// reason says why, from the kernel's answer to `TUNSETIFF`.
+    #[error("attach to existing interface {name}{}: {reason} ({source})", in_netns(.netns.as_deref()))]
+    NotAttachable {
+        /// The interface's name.
+        name: String,
+        /// The namespace it lives in, if not the current one.
+        netns: Option<PathBuf>,
+        /// What is wrong with it, e.g. `not a TAP (another kind of interface, a TUN
+        /// device or a multi-queue TAP)`.
+        reason: &'static str,
+        /// The kernel's error (`EINVAL`, `EBUSY` or `EPERM`).
+        source: io::Error,
+    },
+    /// The kernel refused to set or clear the persistent flag (`TUNSETPERSIST`), or to tell
+    /// it (`TUNGETIFF`).
+    #[error("{what} of TAP {name}: {source}")]
+    Persist {
+        /// The interface's name.
+        name: String,
+        /// `set the persistent flag`, `clear the persistent flag` or `read the flags`.
+        what: &'static str,
+        /// Why.
+        source: io::Error,
+    },
     /// The kernel refused to move the TAP (e.g. `EEXIST`: the target namespace already has
     /// an interface of that name).
     #[error("move TAP {name} into network namespace {}: {source}", .netns.display())]
@@ -183,6 +231,47 @@ pub enum TapError {
     },
 }
 
+/// What can go wrong running a step inside another network namespace (see
+/// [`Tap::create_in`]); shared by the ports of [`crate::io`] that open their kernel object
+/// inside a namespace. [`TapError`] carries the same three cases as its own variants.
+#[derive(Debug, Error)]
+pub enum NetnsError {
+    /// The network namespace file could not be opened.
+    #[error("open network namespace {}: {source}", .path.display())]
+    Open {
+        /// The namespace's path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The thread could not enter the namespace (needs `CAP_SYS_ADMIN`).
+    #[error("enter network namespace {}: {source}", .path.display())]
+    Enter {
+        /// The namespace's path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The thread could not return to its own namespace after a step done in another.
+    #[error("return to the thread's own network namespace after {step}: {source}")]
+    Return {
+        /// The step that ran in the other namespace.
+        step: String,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+impl From<NetnsError> for TapError {
+    fn from(e: NetnsError) -> Self {
+        match e {
+            NetnsError::Open { path, source } => TapError::OpenNetns { path, source },
+            NetnsError::Enter { path, source } => TapError::EnterNetns { path, source },
+            NetnsError::Return { step, source } => TapError::ReturnNetns { step, source },
+        }
+    }
+}
+
 fn in_netns(netns: Option<&Path>) -> String {
     netns.map_or_else(String::new, |p| format!(" in {}", p.display()))
 }
@@ -238,7 +327,7 @@ impl Tap {
     /// unlikely), [`TapError::Create`].
     pub fn create(name: &str) -> Result<Tap, TapError> {
         validate_ifname(name)?;
-        let netns = open_netns(Path::new("/proc/thread-self/ns/net"))?;
+        let netns = current_netns()?;
         let (fd, name) = open_tap(name).map_err(|source| TapError::Create {
             name: name.to_owned(),
             netns: None,
@@ -278,6 +367,127 @@ impl Tap {
             netns: target,
             netns_path: Some(netns.to_owned()),
         })
+    }
+
+    /// Attaches to the persistent TAP `name` in the network namespace `netns` (the calling
+    /// thread's own if `None`), or creates it there if there is none, and leaves it
+    /// persistent; returns the TAP and whether it existed. A TAP that existed is as it was
+    /// left: MAC, MTU, up/down, and the addresses and routes configured on it; one just
+    /// created starts down, with a random MAC and MTU 1500, as from [`Tap::create`]. See
+    /// "Persistent TAPs" in the module documentation.
+    ///
+    /// # Errors
+    ///
+    /// [`TapError::InvalidName`] (also for a `%d` pattern); [`TapError::OpenNetns`],
+    /// [`TapError::EnterNetns`], [`TapError::ReturnNetns`] as for
+    /// [`create_in`](Tap::create_in); [`TapError::NotAttachable`] when `name` exists but is
+    /// not a TAP this process may attach to; [`TapError::Create`] for any other refusal;
+    /// [`TapError::Persist`] if the flag cannot be read or set (a TAP just created is then
+    /// removed again).
+    pub fn open_or_create_persistent(
+        netns: Option<&Path>,
+        name: &str,
+    ) -> Result<(Tap, bool), TapError> {
+        validate_ifname(name)?;
+        if name.contains('%') {
+            return Err(TapError::InvalidName {
+                name: name.to_owned(),
+                reason: "a persistent TAP needs a fixed name, not a %d pattern",
+            });
+        }
+        let target = match netns {
+            Some(path) => open_netns(path)?,
+            None => current_netns()?,
+        };
+        // Only named in errors of entering a namespace, which `None` never enters.
+        let label = netns.map_or_else(|| PathBuf::from("<current namespace>"), Path::to_owned);
+        let step = || format!("attaching persistent TAP {name}{}", in_netns(netns));
+        let attached = in_namespace(&target, &label, step, || {
+            // Whether the name is taken tells a refused attach from a refused creation;
+            // asked only after a refusal, inside the namespace.
+            open_tap(name).map_err(|e| (e, nix::net::if_::if_nametoindex(name).is_ok()))
+        })?;
+        let (fd, actual) =
+            attached.map_err(|(source, exists)| attach_error(name, netns, source, exists))?;
+        let tap = Tap {
+            fd,
+            name: actual,
+            netns: target,
+            netns_path: netns.map(Path::to_owned),
+        };
+        // A TAP that is not persistent disappears with its last descriptor, so one this
+        // descriptor could attach to and that is not persistent did not exist before.
+        let existed = tap.is_persistent()?;
+        if !existed {
+            tap.set_persistent(true)?;
+        }
+        Ok((tap, existed))
+    }
+
+    /// Makes the interface persistent (it outlives this [`Tap`] and the process) or not
+    /// (it disappears when the last descriptor on it closes).
+    ///
+    /// # Errors
+    ///
+    /// [`TapError::Persist`] (e.g. `EPERM` without `CAP_NET_ADMIN`).
+    pub fn set_persistent(&self, on: bool) -> Result<(), TapError> {
+        // SAFETY: TUNSETPERSIST takes its argument as an integer, not a pointer: nothing
+        // is read or written through it. The descriptor is open.
+        let rc = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::TUNSETPERSIST,
+                libc::c_ulong::from(on),
+            )
+        };
+        if rc < 0 {
+            return Err(TapError::Persist {
+                name: self.name.clone(),
+                what: if on {
+                    "set the persistent flag"
+                } else {
+                    "clear the persistent flag"
+                },
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the interface is persistent, asked of the TAP driver (`TUNGETIFF`).
+    ///
+    /// # Errors
+    ///
+    /// [`TapError::Persist`] if the driver cannot tell (not expected).
+    pub fn is_persistent(&self) -> Result<bool, TapError> {
+        let mut req = new_ifreq(&self.name);
+        // SAFETY: TUNGETIFF writes the name and flags of one `struct ifreq`; `req` is a
+        // valid, exclusively borrowed `ifreq` that outlives the call, and the descriptor
+        // is open.
+        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::TUNGETIFF, &mut req) };
+        if rc < 0 {
+            return Err(TapError::Persist {
+                name: self.name.clone(),
+                what: "read the flags",
+                source: io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: the successful TUNGETIFF above wrote `ifru_flags`, a `c_short`, so that
+        // is the union member to read.
+        let flags = unsafe { req.ifr_ifru.ifru_flags };
+        Ok(libc::c_int::from(flags) & libc::IFF_PERSIST != 0)
+    }
+
+    /// Removes the interface: clears its persistent flag and closes the descriptor, so the
+    /// kernel deletes it (with its addresses) at once, unless some other process holds a
+    /// descriptor on it too.
+    ///
+    /// # Errors
+    ///
+    /// [`TapError::Persist`]; the descriptor is closed all the same, and the interface
+    /// stays.
+    pub fn remove(self) -> Result<(), TapError> {
+        self.set_persistent(false)
     }
 
     /// The interface's name.
@@ -516,55 +726,97 @@ impl AsRawFd for Tap {
 ///
 /// [`TapError::InvalidName`] saying which rule is broken.
 pub fn validate_ifname(name: &str) -> Result<(), TapError> {
-    let invalid = |reason| TapError::InvalidName {
-        name: name.to_owned(),
-        reason,
-    };
+    match ifname_problem(name) {
+        None => Ok(()),
+        Some(reason) => Err(TapError::InvalidName {
+            name: name.to_owned(),
+            reason,
+        }),
+    }
+}
+
+/// What is wrong with `name` as an interface name, if anything (the rules of
+/// [`validate_ifname`]), for the ports that name an interface in their own error type.
+pub(crate) fn ifname_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(invalid("must be 1 to 15 bytes"));
+        return Some("must be 1 to 15 bytes");
     }
     if name == "." || name == ".." {
-        return Err(invalid("must not be . or .."));
+        return Some("must not be . or ..");
     }
     if name
         .bytes()
         .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace())
     {
-        return Err(invalid("contains '/', ':', NUL or whitespace"));
+        return Some("contains '/', ':', NUL or whitespace");
     }
-    Ok(())
+    None
 }
 
-fn open_netns(path: &Path) -> Result<File, TapError> {
-    File::open(path).map_err(|source| TapError::OpenNetns {
+/// Opens a network namespace file (`/run/netns/NAME`, `/proc/PID/ns/net`, ...).
+pub(crate) fn open_netns(path: &Path) -> Result<File, NetnsError> {
+    File::open(path).map_err(|source| NetnsError::Open {
         path: path.to_owned(),
         source,
     })
 }
 
+/// The calling thread's own network namespace.
+pub(crate) fn current_netns() -> Result<File, NetnsError> {
+    open_netns(Path::new("/proc/thread-self/ns/net"))
+}
+
 /// Runs `f` with the calling thread inside the namespace `target` (named `path` in errors)
 /// and brings the thread back to its own. Skips both `setns` calls when the thread already
 /// is in `target`, so that needs no `CAP_SYS_ADMIN`.
-fn in_namespace<T>(
+pub(crate) fn in_namespace<T>(
     target: &File,
     path: &Path,
     step: impl Fn() -> String,
     f: impl FnOnce() -> T,
-) -> Result<T, TapError> {
-    let home = open_netns(Path::new("/proc/thread-self/ns/net"))?;
+) -> Result<T, NetnsError> {
+    let home = current_netns()?;
     if same_file(&home, target) {
         return Ok(f());
     }
-    setns(target.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| TapError::EnterNetns {
+    setns(target.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::Enter {
         path: path.to_owned(),
         source: e.into(),
     })?;
     let result = f();
-    setns(home.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| TapError::ReturnNetns {
+    setns(home.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::Return {
         step: step(),
         source: e.into(),
     })?;
     Ok(result)
+}
+
+/// The error for a refused `TUNSETIFF` of a persistent TAP: [`TapError::NotAttachable`]
+/// when the name is taken (`exists`) and the kernel's answer says why it cannot be
+/// attached, else [`TapError::Create`].
+fn attach_error(name: &str, netns: Option<&Path>, source: io::Error, exists: bool) -> TapError {
+    let reason = match source.raw_os_error() {
+        Some(libc::EINVAL) => {
+            "not a TAP (another kind of interface, a TUN device or a multi-queue TAP)"
+        }
+        Some(libc::EBUSY) => "the TAP is held by another descriptor (another daemon attached?)",
+        Some(libc::EPERM) => "the TAP belongs to another user or group",
+        _ => "",
+    };
+    if exists && !reason.is_empty() {
+        TapError::NotAttachable {
+            name: name.to_owned(),
+            netns: netns.map(Path::to_owned),
+            reason,
+            source,
+        }
+    } else {
+        TapError::Create {
+            name: name.to_owned(),
+            netns: netns.map(Path::to_owned),
+            source,
+        }
+    }
 }
 
 /// Whether two open files are the same inode (two handles on one namespace).

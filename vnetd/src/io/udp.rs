@@ -511,58 +511,23 @@ impl UdpSocket {
         let slots = batch.slots().min(MAX_BATCH);
         let slot_size = batch.slot_size;
         let mut names = [EMPTY_NAME; MAX_BATCH];
-        let mut iovs = [EMPTY_IOV; MAX_BATCH];
-        let mut hdrs = [empty_mmsghdr(); MAX_BATCH];
-        for (((hdr, iov), name), slot) in hdrs
-            .iter_mut()
-            .zip(iovs.iter_mut())
-            .zip(names.iter_mut())
-            .zip(batch.buf.chunks_mut(slot_size))
-            .take(slots)
-        {
-            iov.iov_base = slot.as_mut_ptr().cast();
-            iov.iov_len = slot.len();
-            hdr.msg_hdr.msg_iov = iov;
-            hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_in6).cast();
-            hdr.msg_hdr.msg_namelen = V6_NAME_LEN;
-        }
-        let vlen = libc::c_uint::try_from(slots).unwrap_or(0);
-        let received = loop {
-            // SAFETY: the first `vlen` (<= MAX_BATCH) headers each point to one iovec of
-            // `iovs` and one name buffer of `names` (arrays on this stack frame, untouched
-            // until the call returns); each iovec points to a distinct `slot_size`-byte
-            // chunk of `batch.buf`, exclusively borrowed for this call; no control buffer.
-            // The kernel writes at most `iov_len` bytes per buffer and `msg_namelen` bytes
-            // per name, and nothing after returning. A null timeout is allowed.
-            let rc = unsafe {
-                libc::recvmmsg(
-                    self.socket.as_raw_fd(),
-                    hdrs.as_mut_ptr(),
-                    vlen,
-                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-                    std::ptr::null_mut(),
-                )
-            };
-            if let Ok(n) = usize::try_from(rc) {
-                break n.min(slots);
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => return Ok(0),
-                _ => return Err(UdpError::Recv(e)),
-            }
-        };
-        for ((meta, hdr), name) in batch.meta.iter_mut().zip(&hdrs).zip(&names).take(received) {
-            // With MSG_TRUNC, msg_len is the datagram's full length.
-            let len = hdr.msg_len as usize;
-            *meta = RecvMeta {
-                source: decode_name(name),
-                len,
-                truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || len > slot_size,
-            };
-        }
+        let meta = &mut batch.meta;
+        let received = recv_mmsg(
+            self.socket.as_fd(),
+            &mut batch.buf,
+            slot_size,
+            &mut names[..slots],
+            |i, message, name| {
+                if let Some(m) = meta.get_mut(i) {
+                    *m = RecvMeta {
+                        source: decode_name(name),
+                        len: message.len,
+                        truncated: message.truncated,
+                    };
+                }
+            },
+        )
+        .map_err(UdpError::Recv)?;
         batch.len = received;
         Ok(received)
     }
@@ -838,6 +803,105 @@ impl AsRawFd for UdpSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
     }
+}
+
+/// A buffer for a datagram's source address that `recvmmsg` may write into.
+///
+/// # Safety
+///
+/// Implementors must be plain C socket-address structures (integers and integer arrays),
+/// valid for any bytes the kernel writes into them.
+pub(crate) unsafe trait SockaddrBuf {}
+
+// SAFETY: `sockaddr_in6` is integers and a byte array.
+unsafe impl SockaddrBuf for libc::sockaddr_in6 {}
+// SAFETY: `sockaddr_un` is an integer and a `c_char` array.
+unsafe impl SockaddrBuf for libc::sockaddr_un {}
+
+/// What `recvmmsg` tells of one datagram.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Received {
+    /// Its full length (`MSG_TRUNC`), even when it was longer than its slot.
+    pub len: usize,
+    /// It was longer than its slot: only the slot's bytes were kept.
+    pub truncated: bool,
+    /// How many bytes of its name buffer the kernel filled.
+    pub name_len: libc::socklen_t,
+}
+
+/// One `recvmmsg(2)` (`MSG_DONTWAIT | MSG_TRUNC`) of up to `names.len()` (at most
+/// [`MAX_BATCH`], and no more than `buf` has `slot_size`-byte slots for) waiting
+/// datagrams: datagram `i` into `buf[i * slot_size..][..slot_size]`, its source into
+/// `names[i]`. Calls `each(i, what, &names[i])` for each one received, in order, and
+/// returns how many; 0 when none is waiting. Interrupted calls are retried. Shared by the
+/// UDP link socket and the unix datagram port, which differ only in their address type.
+pub(crate) fn recv_mmsg<N: SockaddrBuf>(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    slot_size: usize,
+    names: &mut [N],
+    mut each: impl FnMut(usize, Received, &N),
+) -> io::Result<usize> {
+    if slot_size == 0 {
+        return Ok(0);
+    }
+    let slots = names.len().min(MAX_BATCH).min(buf.len() / slot_size);
+    let name_len = libc::socklen_t::try_from(size_of::<N>()).unwrap_or(0);
+    let mut iovs = [EMPTY_IOV; MAX_BATCH];
+    let mut hdrs = [empty_mmsghdr(); MAX_BATCH];
+    for (((hdr, iov), name), slot) in hdrs
+        .iter_mut()
+        .zip(iovs.iter_mut())
+        .zip(names.iter_mut())
+        .zip(buf.chunks_exact_mut(slot_size))
+        .take(slots)
+    {
+        iov.iov_base = slot.as_mut_ptr().cast();
+        iov.iov_len = slot.len();
+        hdr.msg_hdr.msg_iov = iov;
+        hdr.msg_hdr.msg_iovlen = 1;
+        hdr.msg_hdr.msg_name = (name as *mut N).cast();
+        hdr.msg_hdr.msg_namelen = name_len;
+    }
+    let vlen = libc::c_uint::try_from(slots).unwrap_or(0);
+    let received = loop {
+        // SAFETY: the first `vlen` (<= MAX_BATCH) headers each point to one iovec of
+        // `iovs` and one name buffer of `names` (`N: SockaddrBuf`: valid for any bytes;
+        // `msg_namelen` is its size), all untouched until the call returns; each iovec
+        // points to a distinct `slot_size`-byte chunk of `buf`, exclusively borrowed for
+        // this call; no control buffer. The kernel writes at most `iov_len` bytes per
+        // buffer and `msg_namelen` bytes per name, and nothing after returning. A null
+        // timeout is allowed.
+        let rc = unsafe {
+            libc::recvmmsg(
+                fd.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                vlen,
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                std::ptr::null_mut(),
+            )
+        };
+        if let Ok(n) = usize::try_from(rc) {
+            break n.min(slots);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(0),
+            _ => return Err(e),
+        }
+    };
+    for (i, (hdr, name)) in hdrs.iter().zip(names.iter()).take(received).enumerate() {
+        // With MSG_TRUNC, msg_len is the datagram's full length.
+        let len = hdr.msg_len as usize;
+        let what = Received {
+            len,
+            truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || len > slot_size,
+            name_len: hdr.msg_hdr.msg_namelen,
+        };
+        each(i, what, name);
+    }
+    Ok(received)
 }
 
 /// How a run of `UDP_SEGMENT` sends ended.
