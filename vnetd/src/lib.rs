@@ -2,9 +2,12 @@
 //! protocol, the topology language) and, at the edges, the daemon's I/O.
 
 pub mod cli;
+pub mod control;
+pub mod daemon;
 pub mod forward;
 pub mod io;
 pub mod lang;
 pub mod model;
+pub mod online;
 pub mod peer;
 pub mod wire;

@@ -1,6 +1,8 @@
-//! `vnetctl`: the control tool of the VNET overlay. This first part works on topology-language
-//! files only (check, print, diff, route, star); the daemon and its control API do not exist
-//! yet. The logic lives in [`vnetd::cli`]; this file reads files, prints and exits.
+//! `vnetctl`: the control tool of the VNET overlay. Offline subcommands work on
+//! topology-language files (check, print, diff, route, star; logic in [`vnetd::cli`]); online
+//! ones talk to running daemons through their control API (show, apply, wait-up, stats and
+//! one subcommand per primitive; logic in [`vnetd::online`]). This file parses, prints and
+//! exits.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,14 +10,29 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use vnetd::cli::{self, Daemon};
+use vnetd::control::{self, PortKind, PortSpec, Request, Response};
 use vnetd::lang::Guest;
-use vnetd::model::{Mac, Name, Topology};
+use vnetd::model::{DstMatch, LinkKind, Mac, Name, Rule, SrcMatch, Target, Topology};
+use vnetd::online::{self, Hosts, Session};
 
-/// Control tool of the vnetd layer-2 overlay (offline subcommands: they work on
-/// topology-language files; the daemon is not built yet).
+/// Control tool of the vnetd layer-2 overlay.
+///
+/// Offline subcommands (check, print, diff, route, star) work on topology-language files.
+/// The others talk to running daemons, named by machine name: addresses come from the hosts
+/// file (/etc/hosts format) or the system resolver, the port from the topology file's HOST
+/// lines or NAME:PORT (default 5400); every call is authenticated with the overlay's key.
 #[derive(Debug, Parser)]
 #[command(name = "vnetctl", version)]
 struct Cli {
+    /// The overlay's key file (64 hexadecimal digits), for online subcommands.
+    #[arg(long, global = true, env = "VNET_KEY_FILE", value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Daemon addresses, in /etc/hosts format ("10.200.0.1 host1").
+    #[arg(long = "hosts", global = true, env = "VNET_HOSTS", value_name = "FILE")]
+    hosts_file: Option<PathBuf>,
+    /// Seconds to wait for a daemon to answer.
+    #[arg(long, global = true, default_value_t = 5.0)]
+    timeout: f64,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,6 +88,10 @@ enum Command {
         /// may be given several times.
         #[arg(long, value_name = "A-B")]
         down: Vec<String>,
+        /// Follow the frame through the live overlay instead: the links and rules the
+        /// daemons of FILE's HOST lines hold, with the links that are not up considered down.
+        #[arg(long)]
+        live: bool,
     },
     /// Generate the star configuration (every host linked to the Proxy) in the language.
     Star {
@@ -96,6 +117,199 @@ enum Command {
         #[arg(long, value_name = "NAME", default_value = "eth0")]
         interface: Name,
     },
+    /// Print the live overlay in the language: the links both ends hold and every rule, with
+    /// each link's state and any half link as comments.
+    ///
+    /// The daemons asked are FILE's HOST lines, or without FILE every name of the hosts file.
+    Show {
+        /// A topology file whose HOST lines name the daemons.
+        file: Option<PathBuf>,
+    },
+    /// Bring the live overlay to FILE's topology with the fewest primitives, in an order that
+    /// never cuts a guest off. Refuses (changing nothing) a configuration that would loop,
+    /// misdeliver or duplicate a frame. Idempotent: a second run has nothing to do.
+    Apply {
+        /// The desired topology.
+        file: PathBuf,
+        /// The machine that is the Proxy.
+        #[arg(long, value_name = "NAME", default_value = "proxy")]
+        proxy: Name,
+        /// Print only the summary, not each primitive.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Wait until every link of FILE is up at both ends.
+    WaitUp {
+        /// The topology file.
+        file: PathBuf,
+        /// Give up after this many seconds (exit 1).
+        #[arg(long = "for", value_name = "SECONDS", default_value_t = 10.0)]
+        wait: f64,
+    },
+    /// Add an overlay link between two daemons (configured at both ends).
+    AddLink {
+        /// One end, NAME[:PORT].
+        a: String,
+        /// The other end.
+        b: String,
+        /// The transport.
+        #[arg(long, value_enum, default_value = "udp")]
+        kind: KindArg,
+    },
+    /// Delete the overlay link between two daemons (at both ends).
+    DeleteLink {
+        /// One end, NAME[:PORT].
+        a: String,
+        /// The other end.
+        b: String,
+    },
+    /// Add a rule to a daemon's forwarding table (or replace the target of the rule with the
+    /// same match).
+    AddRule {
+        /// The daemon, NAME[:PORT].
+        daemon: String,
+        /// Source match: `any`, a MAC, or `not MAC`.
+        #[arg(long, value_parser = parse_src, allow_hyphen_values = true)]
+        src: SrcMatch,
+        /// Destination match: `any`, `none` (the default rule), a MAC, or `not MAC`.
+        #[arg(long, value_parser = parse_dst, allow_hyphen_values = true)]
+        dst: DstMatch,
+        /// Send matching frames over the link to this peer...
+        #[arg(
+            long,
+            value_name = "PEER",
+            conflicts_with = "port",
+            required_unless_present = "port"
+        )]
+        link: Option<Name>,
+        /// ... or out of this local port.
+        #[arg(long, value_name = "PORT")]
+        port: Option<Name>,
+    },
+    /// Delete the rule with this match from a daemon's table.
+    DeleteRule {
+        /// The daemon, NAME[:PORT].
+        daemon: String,
+        /// Source match: `any`, a MAC, or `not MAC`.
+        #[arg(long, value_parser = parse_src)]
+        src: SrcMatch,
+        /// Destination match: `any`, `none`, a MAC, or `not MAC`.
+        #[arg(long, value_parser = parse_dst)]
+        dst: DstMatch,
+    },
+    /// List a daemon's ports (its network interfaces toward guests).
+    ListInterfaces {
+        /// The daemon, NAME[:PORT].
+        daemon: String,
+    },
+    /// List a daemon's links, with their state and round-trip time.
+    ListLinks {
+        /// The daemon, NAME[:PORT].
+        daemon: String,
+    },
+    /// List a daemon's forwarding rules.
+    ListRules {
+        /// The daemon, NAME[:PORT].
+        daemon: String,
+    },
+    /// Set the upper bound on configuration time (read by VTTIF).
+    SetConfigBound {
+        /// The daemon, NAME[:PORT].
+        daemon: String,
+        /// The bound, in milliseconds.
+        millis: u64,
+    },
+    /// Attach a port: a TAP device the daemon creates (persistent, so it outlives daemon
+    /// restarts), in its own namespace or in --netns.
+    AttachPort {
+        /// The daemon, NAME[:PORT].
+        daemon: String,
+        /// The port's name (INTERFACE rules use it).
+        port: Name,
+        /// The TAP interface's name.
+        #[arg(long, value_name = "IFNAME")]
+        tap: String,
+        /// The network namespace to create it in, e.g. /run/netns/guest1.
+        #[arg(long, value_name = "PATH")]
+        netns: Option<PathBuf>,
+        /// The guest's MAC (source guard: frames from other sources are dropped); repeat
+        /// for a guest with several.
+        #[arg(long = "mac", value_name = "MAC")]
+        macs: Vec<Mac>,
+        /// A LAN port (the Proxy's, toward the user's network): many machines, no guard.
+        #[arg(long)]
+        lan: bool,
+    },
+    /// Detach and remove a port.
+    DetachPort {
+        /// The daemon, NAME[:PORT].
+        daemon: String,
+        /// The port.
+        port: Name,
+    },
+    /// A daemon's counters: ports, links, rules, relayed frames, drops by reason.
+    Stats {
+        /// The daemon, NAME[:PORT].
+        daemon: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A daemon's identity: name, role, session, uptime.
+    Info {
+        /// The daemon, NAME[:PORT].
+        daemon: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KindArg {
+    Udp,
+    Tcp,
+}
+
+impl From<KindArg> for LinkKind {
+    fn from(kind: KindArg) -> LinkKind {
+        match kind {
+            KindArg::Udp => LinkKind::Udp,
+            KindArg::Tcp => LinkKind::Tcp,
+        }
+    }
+}
+
+fn parse_src(given: &str) -> Result<SrcMatch, String> {
+    let given = given.trim();
+    if given.eq_ignore_ascii_case("any") {
+        return Ok(SrcMatch::Any);
+    }
+    match not_mac(given)? {
+        Some(mac) => Ok(SrcMatch::Not(mac)),
+        None => Ok(SrcMatch::Is(given.parse().map_err(|e| format!("{e}"))?)),
+    }
+}
+
+fn parse_dst(given: &str) -> Result<DstMatch, String> {
+    let given = given.trim();
+    if given.eq_ignore_ascii_case("any") {
+        return Ok(DstMatch::Any);
+    }
+    if given.eq_ignore_ascii_case("none") {
+        return Ok(DstMatch::None);
+    }
+    match not_mac(given)? {
+        Some(mac) => Ok(DstMatch::Not(mac)),
+        None => Ok(DstMatch::Is(given.parse().map_err(|e| format!("{e}"))?)),
+    }
+}
+
+/// `not MAC` (or `not:MAC`) gives the MAC; anything else `None`.
+fn not_mac(given: &str) -> Result<Option<Mac>, String> {
+    let lower = given.to_ascii_lowercase();
+    let Some(rest) = lower.strip_prefix("not") else {
+        return Ok(None);
+    };
+    let rest = rest.trim_start_matches([' ', ':']);
+    rest.parse().map(Some).map_err(|e| format!("{e}"))
 }
 
 fn parse_guest(given: &str) -> Result<Guest, cli::BadGuest> {
@@ -111,11 +325,269 @@ fn load(path: &Path) -> anyhow::Result<Topology> {
     Ok(cli::load(&path.display().to_string(), &text)?)
 }
 
+/// A session with the daemons, from the global options.
+fn session(cli: &Cli) -> anyhow::Result<Session> {
+    let Some(key_file) = &cli.key_file else {
+        anyhow::bail!("this subcommand talks to daemons: give the overlay's key with --key-file FILE or VNET_KEY_FILE");
+    };
+    let key = control::read_key_file(key_file).map_err(anyhow::Error::msg)?;
+    let hosts = match &cli.hosts_file {
+        Some(path) => Hosts::load(path)?,
+        None => Hosts::default(),
+    };
+    let timeout = std::time::Duration::try_from_secs_f64(cli.timeout)
+        .map_err(|_| anyhow::anyhow!("--timeout {}: not a number of seconds", cli.timeout))?;
+    Ok(Session::new(key, hosts, timeout))
+}
+
+fn daemon(given: &str) -> anyhow::Result<(Name, u16)> {
+    online::parse_daemon(given).map_err(|e| anyhow::anyhow!("daemon `{given}`: {e}"))
+}
+
+/// Sends one request and prints what the daemon says.
+fn primitive(session: &mut Session, given: &str, request: &Request) -> anyhow::Result<ExitCode> {
+    let (name, port) = daemon(given)?;
+    let response = session.call(&name, port, request)?;
+    print_response(&name, &response);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_response(name: &Name, response: &Response) {
+    match response {
+        Response::Ok { message: Some(m) } => println!("{name}: ok: {m}"),
+        Response::Ok { message: None } => println!("{name}: ok"),
+        Response::Error { message } => println!("{name}: error: {message}"),
+        Response::Info(info) => {
+            println!(
+                "{} ({}{}), session {}, listening on {}, up {:.1} s{}",
+                info.name,
+                info.role,
+                info.proxy
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(", Proxy {p}")),
+                info.session,
+                info.listen,
+                info.uptime_s,
+                info.config_bound_ms
+                    .map_or(String::new(), |ms| format!(", configuration bound {ms} ms"))
+            );
+        }
+        Response::Interfaces { ports } => {
+            for p in ports {
+                let macs: Vec<String> = p.spec.macs.iter().map(ToString::to_string).collect();
+                println!(
+                    "{:<10} {:<40} {:<20} {}",
+                    p.spec.name.as_str(),
+                    p.spec.kind.to_string(),
+                    if p.spec.lan {
+                        "lan".to_string()
+                    } else {
+                        macs.join(",")
+                    },
+                    if p.attached {
+                        "attached".to_string()
+                    } else {
+                        format!("NOT attached: {}", p.error.clone().unwrap_or_default())
+                    }
+                );
+            }
+        }
+        Response::Links { links } => {
+            for l in links {
+                println!(
+                    "{:<10} {:<4} {:<11} rtt {:<9} remote {}",
+                    l.peer.as_str(),
+                    format!("{:?}", l.kind).to_lowercase(),
+                    l.state,
+                    l.rtt_s
+                        .map_or("-".to_string(), |r| format!("{:.3}ms", r * 1000.0)),
+                    l.remote.map_or("-".to_string(), |a| a.to_string())
+                );
+            }
+        }
+        Response::Rules { rules } => {
+            let topology = one_table(name, rules);
+            for line in vnetd::lang::print(&topology).lines() {
+                if line.trim_start().starts_with("FORWARD") {
+                    println!("{}", line.trim());
+                }
+            }
+        }
+        Response::Stats(stats) => print!("{}", online::stats_text(stats)),
+    }
+}
+
+/// A topology holding only `name`'s rules, so the language's printer writes them.
+fn one_table(name: &Name, rules: &[Rule]) -> Topology {
+    let mut topology = Topology::default();
+    let table = topology.rules.entry(name.clone()).or_default();
+    for rule in rules {
+        table.insert((rule.src, rule.dst), rule.target.clone());
+    }
+    topology
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+    match &cli.command {
+        Command::Show { file } => {
+            let mut session = session(&cli)?;
+            let declared = match file {
+                Some(file) => load(file)?,
+                None => online::declared_from_hosts(session.hosts()),
+            };
+            if declared.hosts.is_empty() {
+                anyhow::bail!("no daemons to ask: give a topology FILE or a --hosts file");
+            }
+            let live = online::live(&mut session, &declared)?;
+            print!("{}", online::show_text(&live));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apply { file, proxy, quiet } => {
+            let desired = load(file)?;
+            let mut session = session(&cli)?;
+            let report = online::apply(&mut session, &desired, proxy, |action| {
+                if !quiet {
+                    println!("{action}");
+                }
+            })?;
+            if report.actions.is_empty() {
+                println!(
+                    "{}: nothing to do: the overlay is as the file says",
+                    file.display()
+                );
+            } else {
+                println!(
+                    "{}: applied {} primitive{} ({} control calls) in {:.1} ms",
+                    file.display(),
+                    report.actions.len(),
+                    if report.actions.len() == 1 { "" } else { "s" },
+                    report.calls,
+                    report.elapsed.as_secs_f64() * 1000.0
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::WaitUp { file, wait } => {
+            let topology = load(file)?;
+            let mut session = session(&cli)?;
+            let wait = std::time::Duration::try_from_secs_f64(*wait)
+                .map_err(|_| anyhow::anyhow!("--for {wait}: not a number of seconds"))?;
+            let took = online::wait_up(&mut session, &topology, wait)?;
+            println!(
+                "{}: all {} links up after {:.0} ms",
+                file.display(),
+                topology.links.len(),
+                took.as_secs_f64() * 1000.0
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AddLink { a, b, kind } => {
+            let mut session = session(&cli)?;
+            let (a, b) = (daemon(a)?, daemon(b)?);
+            for message in online::add_link(&mut session, (&a.0, a.1), (&b.0, b.1), (*kind).into())?
+            {
+                println!("{message}");
+            }
+            println!("link {}-{} added at both ends", a.0, b.0);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DeleteLink { a, b } => {
+            let mut session = session(&cli)?;
+            let (a, b) = (daemon(a)?, daemon(b)?);
+            for ((me, port), (peer, _)) in [(&a, &b), (&b, &a)] {
+                let response =
+                    session.call(me, *port, &Request::DeleteLink { peer: peer.clone() })?;
+                print_response(me, &response);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AddRule {
+            daemon: given,
+            src,
+            dst,
+            link,
+            port,
+        } => {
+            let target = match (link, port) {
+                (Some(peer), _) => Target::Link(peer.clone()),
+                (None, Some(port)) => Target::Port(port.clone()),
+                (None, None) => anyhow::bail!("give --link PEER or --port PORT"),
+            };
+            let rule = Rule {
+                src: *src,
+                dst: *dst,
+                target,
+            };
+            primitive(&mut session(&cli)?, given, &Request::AddRule { rule })
+        }
+        Command::DeleteRule { daemon, src, dst } => primitive(
+            &mut session(&cli)?,
+            daemon,
+            &Request::DeleteRule {
+                src: *src,
+                dst: *dst,
+            },
+        ),
+        Command::ListInterfaces { daemon } => {
+            primitive(&mut session(&cli)?, daemon, &Request::ListInterfaces)
+        }
+        Command::ListLinks { daemon } => {
+            primitive(&mut session(&cli)?, daemon, &Request::ListLinks)
+        }
+        Command::ListRules { daemon } => {
+            primitive(&mut session(&cli)?, daemon, &Request::ListRules)
+        }
+        Command::SetConfigBound { daemon, millis } => primitive(
+            &mut session(&cli)?,
+            daemon,
+            &Request::SetConfigBound { millis: *millis },
+        ),
+        Command::AttachPort {
+            daemon,
+            port,
+            tap,
+            netns,
+            macs,
+            lan,
+        } => {
+            let spec = PortSpec {
+                name: port.clone(),
+                kind: PortKind::Tap {
+                    ifname: tap.clone(),
+                    netns: netns.clone(),
+                },
+                macs: macs.clone(),
+                lan: *lan,
+            };
+            primitive(
+                &mut session(&cli)?,
+                daemon,
+                &Request::AttachPort { port: spec },
+            )
+        }
+        Command::DetachPort { daemon, port } => primitive(
+            &mut session(&cli)?,
+            daemon,
+            &Request::DetachPort { name: port.clone() },
+        ),
+        Command::Stats {
+            daemon: given,
+            json,
+        } => {
+            let mut session = session(&cli)?;
+            let (name, port) = daemon(given)?;
+            let stats = session.stats(&name, port)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print!("{}", online::stats_text(&stats));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Info { daemon } => primitive(&mut session(&cli)?, daemon, &Request::Info),
         Command::Check { file, proxy } => {
-            let topology = load(&file)?;
-            let report = cli::check(&topology, &proxy)?;
+            let topology = load(file)?;
+            let report = cli::check(&topology, proxy)?;
             print!("{}", report.text(&file.display().to_string()));
             Ok(if report.ok() {
                 ExitCode::SUCCESS
@@ -124,12 +596,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Print { file } => {
-            print!("{}", vnetd::lang::print(&load(&file)?));
+            print!("{}", vnetd::lang::print(&load(file)?));
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff { current, desired } => {
-            let current = load(&current)?;
-            let desired = load(&desired)?;
+            let current = load(current)?;
+            let desired = load(desired)?;
             print!("{}", cli::diff(&current, &desired));
             Ok(ExitCode::SUCCESS)
         }
@@ -139,9 +611,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dst,
             proxy,
             down,
+            live,
         } => {
-            let topology = load(&file)?;
-            let route = cli::route(&topology, &proxy, src, dst, &down)?;
+            let declared = load(file)?;
+            let route = if *live {
+                let live = online::live(&mut session(&cli)?, &declared)?;
+                let mut down_links: Vec<String> = live
+                    .down()
+                    .iter()
+                    .map(|l| format!("{}-{}", l.a, l.b))
+                    .collect();
+                down_links.extend(down.iter().cloned());
+                cli::route(&live.topology, proxy, *src, *dst, &down_links)?
+            } else {
+                cli::route(&declared, proxy, *src, *dst, down)?
+            };
             println!("{route}");
             Ok(ExitCode::SUCCESS)
         }
@@ -155,14 +639,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             interface,
         } => {
             let daemon = Daemon {
-                user,
-                port,
-                interface,
+                user: user.clone(),
+                port: *port,
+                interface: interface.clone(),
             };
-            print!(
-                "{}",
-                cli::star(&proxy, &hosts, &guests, &lan_port, &daemon)?
-            );
+            print!("{}", cli::star(proxy, hosts, guests, lan_port, &daemon)?);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -172,8 +653,19 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {
-            // Errors in a file already start with FILE:LINE:COL.
-            eprintln!("{error:#}");
+            // Errors in a file already start with FILE:LINE:COL. Causes whose text the message
+            // already holds are not repeated.
+            let mut text = String::new();
+            for cause in error.chain() {
+                let cause = cause.to_string();
+                if !text.contains(&cause) {
+                    if !text.is_empty() {
+                        text.push_str(": ");
+                    }
+                    text.push_str(&cause);
+                }
+            }
+            eprintln!("{text}");
             ExitCode::FAILURE
         }
     }

@@ -68,12 +68,13 @@ pub struct Explanation {
 #[derive(Debug, Clone)]
 pub struct Table {
     core: Core,
-    /// Unicast decisions by (ingress, source, destination).
-    cache: HashMap<Key, Decision, RandomState>,
+    /// Unicast decisions by (ingress, source, destination), with the rank of the rule that
+    /// made each (for its counters).
+    cache: HashMap<Key, (Decision, Option<usize>), RandomState>,
     /// Flood decisions by ingress id; `None` until asked for.
     floods: Vec<Option<Decision>>,
     /// The last decision for an ingress whose id is too large for a cache key.
-    uncached: Decision,
+    uncached: (Decision, Option<usize>),
     capacity: usize,
     counters: Counters,
 }
@@ -87,6 +88,8 @@ struct Core {
     rules: BTreeMap<Match, Target>,
     /// The rules, strongest first (see [`Core::rank`]), with targets as endpoint ids.
     ranked: Vec<Ranked>,
+    /// Unicast frames and bytes each rule of `ranked` forwarded (same order).
+    traffic: Vec<(u64, u64)>,
     endpoints: Endpoints,
     /// A host's link to its Proxy.
     star: Option<usize>,
@@ -216,7 +219,19 @@ impl Core {
             ));
         }
         ranked.sort_by_key(|(specificity, _)| Reverse(*specificity));
+        // Counters follow their rule's match (a rule whose target is replaced keeps them).
+        let old: HashMap<Match, (u64, u64), RandomState> = self
+            .ranked
+            .iter()
+            .zip(&self.traffic)
+            .map(|(r, t)| ((r.src, r.dst), *t))
+            .collect();
         self.ranked = ranked.into_iter().map(|(_, r)| r).collect();
+        self.traffic = self
+            .ranked
+            .iter()
+            .map(|r| old.get(&(r.src, r.dst)).copied().unwrap_or_default())
+            .collect();
     }
 
     /// The decision for a frame, and the index in `ranked` of the rule that made it.
@@ -302,12 +317,13 @@ impl Table {
                 me,
                 rules: BTreeMap::new(),
                 ranked: Vec::new(),
+                traffic: Vec::new(),
                 endpoints,
                 star,
             },
             cache: HashMap::with_hasher(RandomState::default()),
             floods: Vec::new(),
-            uncached: UNKNOWN_INGRESS.clone(),
+            uncached: (UNKNOWN_INGRESS.clone(), None),
             capacity: capacity.max(1),
             counters: Counters::default(),
         }
@@ -415,6 +431,49 @@ impl Table {
     /// this is one hash probe (or, for a group destination, one vector index) and allocates
     /// nothing. The decision is counted ([`Table::counters`]).
     pub fn lookup_id(&mut self, ingress: IngressId, src: Mac, dst: Mac) -> &Decision {
+        self.lookup_frame(ingress, src, dst, None)
+    }
+
+    /// [`Table::lookup_id`] for a frame of `len` bytes that will be sent as decided: a
+    /// unicast frame forwarded by a rule is counted for that rule ([`Table::rule_traffic`]).
+    pub fn lookup_counted(
+        &mut self,
+        ingress: IngressId,
+        src: Mac,
+        dst: Mac,
+        len: usize,
+    ) -> &Decision {
+        self.lookup_frame(ingress, src, dst, Some(len))
+    }
+
+    /// The rules in match order, each with the unicast frames and bytes it forwarded through
+    /// [`Table::lookup_counted`] since it was added (replacing a rule's target keeps them).
+    pub fn rule_traffic(&self) -> Vec<(Rule, u64, u64)> {
+        let by_match: HashMap<Match, (u64, u64), RandomState> = self
+            .core
+            .ranked
+            .iter()
+            .zip(&self.core.traffic)
+            .map(|(r, t)| ((r.src, r.dst), *t))
+            .collect();
+        self.rules()
+            .map(|rule| {
+                let (frames, bytes) = by_match
+                    .get(&(rule.src, rule.dst))
+                    .copied()
+                    .unwrap_or_default();
+                (rule, frames, bytes)
+            })
+            .collect()
+    }
+
+    fn lookup_frame(
+        &mut self,
+        ingress: IngressId,
+        src: Mac,
+        dst: Mac,
+        len: Option<usize>,
+    ) -> &Decision {
         let id = ingress.0;
         if id >= self.core.endpoints.all.len() {
             self.counters.count_drop(DropReason::UnknownIngress);
@@ -439,21 +498,25 @@ impl Table {
                         self.cache.clear();
                         self.counters.cache_full = self.counters.cache_full.wrapping_add(1);
                     }
-                    match self.cache.entry(key) {
+                    let (decision, rank) = match self.cache.entry(key) {
                         Entry::Occupied(entry) => {
                             self.counters.hits = self.counters.hits.wrapping_add(1);
                             entry.into_mut()
                         }
                         Entry::Vacant(entry) => {
                             self.counters.misses = self.counters.misses.wrapping_add(1);
-                            entry.insert(self.core.decide(id, src, dst).0)
+                            entry.insert(self.core.decide(id, src, dst))
                         }
-                    }
+                    };
+                    count_rule(&mut self.core.traffic, *rank, decision, len);
+                    decision
                 }
                 None => {
                     self.counters.misses = self.counters.misses.wrapping_add(1);
-                    self.uncached = self.core.decide(id, src, dst).0;
-                    &mut self.uncached
+                    self.uncached = self.core.decide(id, src, dst);
+                    let (decision, rank) = &mut self.uncached;
+                    count_rule(&mut self.core.traffic, *rank, decision, len);
+                    decision
                 }
             }
         };
@@ -505,5 +568,20 @@ impl Table {
         self.cache.clear();
         self.floods.clear();
         self.counters.invalidations = self.counters.invalidations.wrapping_add(1);
+    }
+}
+
+/// Counts a frame of `len` bytes for the rule of rank `rank` when it forwarded it.
+fn count_rule(
+    traffic: &mut [(u64, u64)],
+    rank: Option<usize>,
+    decision: &Decision,
+    len: Option<usize>,
+) {
+    if let (Some(rank), Some(len), Decision::Forward(_)) = (rank, len, decision) {
+        if let Some((frames, bytes)) = traffic.get_mut(rank) {
+            *frames = frames.wrapping_add(1);
+            *bytes = bytes.wrapping_add(len as u64);
+        }
     }
 }

@@ -28,6 +28,30 @@ impl OverlayKey {
     }
 }
 
+impl OverlayKey {
+    /// The proof that a control client holds this key, for the server's `challenge` (see
+    /// [`crate::control`]): HMAC-SHA-256 keyed with the overlay key over a label distinct from
+    /// every link-key derivation's, then the challenge. Compare it with [`OverlayKey::verify_control`].
+    pub fn control_proof(&self, challenge: &[u8]) -> [u8; 32] {
+        let mut mac = hmac_with(&self.0);
+        mac.update(CONTROL_LABEL);
+        mac.update(challenge);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Whether `proof` is [`OverlayKey::control_proof`] of `challenge`, in constant time.
+    pub fn verify_control(&self, challenge: &[u8], proof: &[u8]) -> bool {
+        let mut mac = hmac_with(&self.0);
+        mac.update(CONTROL_LABEL);
+        mac.update(challenge);
+        mac.verify_slice(proof).is_ok()
+    }
+}
+
+/// The label of control-API proofs; it differs from [`KEY_LABEL`] in its first bytes, so no
+/// proof is ever a link key.
+const CONTROL_LABEL: &[u8] = b"vnetd control v1";
+
 impl fmt::Debug for OverlayKey {
     /// Never shows the key.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,0 +1,1242 @@
+//! The daemon: the pure cores ([`Table`], [`Peer`], [`LinkTx`]/[`LinkRx`]) driven by real
+//! file descriptors (TAP devices, one UDP socket) on one data-plane thread.
+//!
+//! # Threads
+//!
+//! - The **data plane** ([`Daemon::run`]) owns every piece of state: the forwarding table,
+//!   the links with their liveness machines, the ports and every counter. It waits in one
+//!   `poll(2)` for the UDP socket, each port and a wake-up socket, and runs the timers of the
+//!   links in between. Nothing is shared, so there is no lock on the frame path.
+//! - The **control API** and **metrics** threads ([`server`]) parse requests and hand each
+//!   to the data plane as a [`Command`] over a channel, waking it with one byte on a unix
+//!   socket; the data plane applies it between two batches of frames and answers on the
+//!   command's own channel. A primitive therefore costs two thread wake-ups and, if it
+//!   changes anything, one write of the state file ([`state`]).
+//!
+//! # The frame path
+//!
+//! A port read (one frame per `read(2)`, up to [`BATCH`] per wake-up) goes through the
+//! port's checks (length, source guard), then one table lookup ([`Table::lookup_counted`],
+//! a hash probe on a hit), then out: to a local port with one `write(2)`, or sealed
+//! ([`LinkTx::seal_frame`]: one datagram, or two for a full-size frame over a 1500-byte
+//! underlay) into the *outbox*, a buffer of up to 64 datagrams that goes out with one
+//! `sendmmsg(2)` when it fills or the batch ends. The UDP socket is read with `recvmmsg(2)`,
+//! 64 datagrams per call: each is matched to its link by the sender's session id (a hash
+//! probe), opened (window, tag, reassembly) and forwarded the same way. So a burst costs one
+//! receive and one send system call per 64 datagrams on the link side; the TAP side has no
+//! batched interface without `IFF_VNET_HDR` offloads, which would hand the overlay 64 KiB
+//! super-frames and hide the wire-level packet timing the passive bandwidth probe needs.
+//!
+//! # Links and their addresses
+//!
+//! A link is configured at both ends ([`Request::AddLink`] to each). An end with the peer's
+//! address sends hellos to it; an end without one (the Proxy's end of a star link) waits.
+//! Every authentic datagram tells where the peer is now, and replies go there: a host behind
+//! a NAT, or one that moved, is followed without reconfiguration.
+//!
+//! # Restarts
+//!
+//! Every change is saved ([`state`]) before it is acknowledged, and a daemon that starts
+//! with a state directory takes its links, rules and ports back from it. TAP ports are
+//! persistent devices, so a guest's interface and its addresses outlive the daemon; the new
+//! daemon re-opens them by name. Peers notice the new session in its first hello and bring
+//! their links up again (see [`crate::peer`], "Restarts").
+
+mod metrics;
+pub mod server;
+pub mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use foldhash::fast::RandomState;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use tracing::{info, warn};
+
+use crate::control::{
+    Info, LinkInfo, LinkStats, PortInfo, PortKind, PortSpec, PortStats, Request, Response, Stats,
+    Traffic,
+};
+use crate::forward::{Decision, Ingress, IngressId, Out, Role, Table};
+use crate::io::tap::{LinkSettings, Tap, TapError};
+use crate::io::udp::{RecvBatch, UdpSocket};
+use crate::model::{LinkKind, Mac, Name, Target};
+use crate::peer::{Event, Initiative, Peer, PeerConfig, State, Transmit};
+use crate::wire::{
+    forward_hops, open_hello, udp_max_datagram, Datagram, LinkRx, LinkTx, Local, MessageType,
+    OverlayKey, ReassemblyConfig, Received, RxError, SessionId, DEFAULT_HOPS,
+    DEFAULT_MAX_FRAME_LEN,
+};
+
+pub use metrics::render as render_metrics;
+pub use state::{Saved, SavedLink, StateError};
+
+/// Frames read from one port, or datagram batches from the socket, per wake-up, so that one
+/// busy source cannot starve the others.
+pub const BATCH: usize = 64;
+
+/// MTU of guest ports.
+pub const GUEST_MTU: u32 = 1500;
+
+/// How a daemon is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Its machine name.
+    pub name: Name,
+    /// Host (with its Proxy) or Proxy.
+    pub role: Role,
+    /// The overlay's pre-shared key.
+    pub key: OverlayKey,
+    /// Where its UDP link socket is bound (its control API listens on the same address, TCP).
+    pub listen: SocketAddr,
+    /// Where its state is persisted.
+    pub state_dir: PathBuf,
+    /// The underlay's MTU: links send datagrams of at most this less the IP and UDP headers.
+    pub underlay_mtu: usize,
+}
+
+/// A request from a control or metrics thread, with the channel its answer goes back on.
+#[derive(Debug)]
+pub struct Command {
+    /// What is asked.
+    pub request: Request,
+    /// Where the answer goes.
+    pub reply: mpsc::SyncSender<Response>,
+}
+
+/// Why a daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The state directory could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The link socket could not be bound.
+    #[error(transparent)]
+    Udp(#[from] crate::io::udp::UdpError),
+    /// Something else at the edge (the wake-up socket).
+    #[error("{what}: {source}")]
+    Io {
+        /// What failed.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// One end of one link.
+#[derive(Debug)]
+struct LinkEnd {
+    name: Name,
+    kind: LinkKind,
+    /// Configured address of the peer.
+    addr: Option<SocketAddr>,
+    /// Where the peer was last heard from, or `addr`.
+    remote: Option<SocketAddr>,
+    tx: LinkTx,
+    rx: LinkRx,
+    peer: Peer,
+    /// The link's handle in the table, once it has one.
+    ingress: Option<IngressId>,
+    /// The peer's current and previous session ids, as keys of `Plane::sessions`.
+    sessions: [Option<u64>; 2],
+    stats: LinkStats,
+}
+
+/// One port.
+#[derive(Debug)]
+struct Port {
+    spec: PortSpec,
+    dev: Option<Tap>,
+    error: Option<String>,
+    ingress: Option<IngressId>,
+    stats: PortStats,
+}
+
+/// Datagrams sealed and waiting for one `sendmmsg`.
+#[derive(Debug)]
+struct Outbox {
+    buf: Vec<u8>,
+    used: usize,
+    /// Destination, link slot, start and length in `buf`.
+    items: Vec<(SocketAddr, usize, usize, usize)>,
+}
+
+/// Room for [`BATCH`] full-size frames, each in two fragments, with headers.
+const OUTBOX_BYTES: usize = BATCH * 2 * 2048;
+
+impl Outbox {
+    fn new() -> Outbox {
+        Outbox {
+            buf: vec![0; OUTBOX_BYTES],
+            used: 0,
+            items: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+/// Everything but the table, so that a decision borrowed from the table can be acted on.
+#[derive(Debug)]
+struct Plane {
+    local: Local,
+    udp: UdpSocket,
+    /// Links by slot (a deleted link leaves `None`), and slots by peer name.
+    links: Vec<Option<LinkEnd>>,
+    link_slots: BTreeMap<Name, usize>,
+    /// A peer's session id (current or previous) to its link slot.
+    sessions: HashMap<u64, usize, RandomState>,
+    ports: Vec<Option<Port>>,
+    port_slots: BTreeMap<Name, usize>,
+    outbox: Outbox,
+    control_buf: Vec<u8>,
+    max_datagram: usize,
+    relayed_unicast: Traffic,
+    relayed_group: Traffic,
+    drops: BTreeMap<String, u64>,
+}
+
+/// A running daemon's state; [`Daemon::run`] is its data plane.
+#[derive(Debug)]
+pub struct Daemon {
+    config: Config,
+    table: Table,
+    plane: Plane,
+    saved: Saved,
+    start: Instant,
+    recv: Option<RecvBatch>,
+    scratch: Vec<u8>,
+    wake: UnixDatagram,
+    config_bound_ms: Option<u64>,
+}
+
+fn count(map: &mut BTreeMap<String, u64>, reason: &str) {
+    match map.get_mut(reason) {
+        Some(n) => *n = n.wrapping_add(1),
+        None => {
+            map.insert(reason.to_string(), 1);
+        }
+    }
+}
+
+/// Random bytes from the kernel (for challenges and jitter seeds); zeros only if
+/// `/dev/urandom` cannot be read, which the caller cannot do anything about either.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    use std::io::Read as _;
+    let mut bytes = [0u8; N];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut bytes);
+    }
+    bytes
+}
+
+fn random_u64() -> u64 {
+    u64::from_le_bytes(random_bytes())
+}
+
+fn mac_at(frame: &[u8], at: usize) -> Mac {
+    let mut mac = [0u8; 6];
+    if let Some(bytes) = frame.get(at..at + 6) {
+        mac.copy_from_slice(bytes);
+    }
+    Mac(mac)
+}
+
+/// Where a frame came from.
+#[derive(Debug, Clone, Copy)]
+enum From {
+    Port(usize),
+    /// A link slot and the hop budget the frame arrived with.
+    Link(usize, u8),
+}
+
+impl Daemon {
+    /// Binds the link socket and restores the persisted state (links, rules, ports) of
+    /// `config.state_dir`. Returns the daemon and the unix socket that wakes it (give a clone
+    /// to every thread that sends it [`Command`]s).
+    ///
+    /// # Errors
+    /// [`StartError`]: state directory, socket.
+    pub fn start(config: Config) -> Result<(Daemon, UnixDatagram), StartError> {
+        let mut saved = state::load(&config.state_dir, &config.name)?
+            .unwrap_or_else(|| Saved::empty(config.name.clone()));
+        let since_epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let salt = u16::from_le_bytes(random_bytes());
+        let previous = saved.session.and_then(SessionId::new);
+        let session = SessionId::starting_at(since_epoch, salt, previous);
+        saved.session = Some(session.get());
+        state::save(&config.state_dir, &saved)?;
+        let udp = UdpSocket::bind(config.listen)?;
+        // Bursts of 64 frames from many hosts at once must not overflow the socket.
+        let _ = udp.set_recv_buffer(4 << 20);
+        let _ = udp.set_send_buffer(4 << 20);
+        let (wake_rx, wake_tx) = UnixDatagram::pair().map_err(|source| StartError::Io {
+            what: "create the wake-up socket",
+            source,
+        })?;
+        wake_rx
+            .set_nonblocking(true)
+            .and_then(|()| wake_tx.set_nonblocking(true))
+            .map_err(|source| StartError::Io {
+                what: "make the wake-up socket non-blocking",
+                source,
+            })?;
+        let local = Local {
+            overlay: config.key.clone(),
+            name: config.name.clone(),
+            session,
+        };
+        let max_datagram = udp_max_datagram(config.underlay_mtu, config.listen.is_ipv6())
+            .clamp(crate::wire::MIN_DATAGRAM, crate::io::udp::MAX_DATAGRAM);
+        let plane = Plane {
+            local,
+            udp,
+            links: Vec::new(),
+            link_slots: BTreeMap::new(),
+            sessions: HashMap::with_hasher(RandomState::default()),
+            ports: Vec::new(),
+            port_slots: BTreeMap::new(),
+            outbox: Outbox::new(),
+            control_buf: vec![0; 2048],
+            max_datagram,
+            relayed_unicast: Traffic::default(),
+            relayed_group: Traffic::default(),
+            drops: BTreeMap::new(),
+        };
+        let recv = RecvBatch::new(BATCH, 2048)?;
+        let mut daemon = Daemon {
+            table: Table::new(config.role.clone(), config.name.clone()),
+            config,
+            plane,
+            saved: saved.clone(),
+            start: Instant::now(),
+            recv: Some(recv),
+            scratch: vec![0; crate::io::tap::MAX_FRAME],
+            wake: wake_rx,
+            config_bound_ms: saved.config_bound_ms,
+        };
+        daemon.restore(&saved);
+        info!(
+            name = %daemon.config.name,
+            session = %session,
+            listen = %daemon.config.listen,
+            links = daemon.plane.link_slots.len(),
+            rules = saved.rules.len(),
+            ports = daemon.plane.port_slots.len(),
+            "started"
+        );
+        Ok((daemon, wake_tx))
+    }
+
+    /// Takes back what `saved` holds; what cannot be restored is logged and kept in the
+    /// configuration (a port whose device cannot be opened is reported as not attached).
+    fn restore(&mut self, saved: &Saved) {
+        let now = self.now();
+        for link in &saved.links {
+            if let Err(e) = self.add_link(link.peer.clone(), link.kind, link.addr, now) {
+                warn!(peer = %link.peer, "cannot restore link: {e}");
+            }
+        }
+        for rule in &saved.rules {
+            if let Err(e) = self.table.add_rule(rule.clone()) {
+                warn!(?rule, "cannot restore rule: {e}");
+            }
+        }
+        for spec in &saved.ports {
+            self.attach_port(spec.clone());
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Runs the data plane until `stop` is set (check it after waking the daemon), serving
+    /// `commands` as they come.
+    pub fn run(&mut self, commands: &mpsc::Receiver<Command>, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let now = self.now();
+            self.timers(now);
+            let timeout = self
+                .next_deadline()
+                .map_or(Duration::from_millis(500), |t| t.saturating_sub(now))
+                .min(Duration::from_millis(500));
+            let (wake, udp, ready_ports) = match self.wait(timeout) {
+                Ok(ready) => ready,
+                Err(e) => {
+                    warn!("poll: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            if wake {
+                let mut byte = [0u8; 64];
+                while self.wake.recv(&mut byte).is_ok() {}
+                while let Ok(command) = commands.try_recv() {
+                    let response = self.handle(command.request);
+                    let _ = command.reply.send(response);
+                }
+            }
+            if udp {
+                self.receive_datagrams();
+            }
+            for slot in ready_ports {
+                self.read_port(slot);
+            }
+            self.plane.flush();
+        }
+        info!("stopping; state is saved, ports stay for the next start");
+    }
+
+    /// Polls the wake-up socket, the link socket and every attached port; says which are
+    /// readable (ports by slot).
+    fn wait(&self, timeout: Duration) -> nix::Result<(bool, bool, Vec<usize>)> {
+        let mut slots = Vec::new();
+        let mut fds = vec![
+            PollFd::new(self.wake.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.plane.udp.as_std().as_fd(), PollFlags::POLLIN),
+        ];
+        for (slot, port) in self.plane.ports.iter().enumerate() {
+            if let Some(dev) = port.as_ref().and_then(|p| p.dev.as_ref()) {
+                fds.push(PollFd::new(dev.as_fd(), PollFlags::POLLIN));
+                slots.push(slot);
+            }
+        }
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(500);
+        // Round up, so that a deadline 0.4 ms away is not polled for 0 ms in a loop.
+        let ms = if timeout > Duration::from_millis(u64::try_from(ms).unwrap_or(0)) {
+            ms + 1
+        } else {
+            ms
+        };
+        nix::poll::poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::NONE),
+        )?;
+        let readable = |fd: &PollFd| {
+            fd.revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
+        };
+        let wake = readable(&fds[0]);
+        let udp = readable(&fds[1]);
+        let ready = fds[2..]
+            .iter()
+            .zip(slots)
+            .filter(|(fd, _)| readable(fd))
+            .map(|(_, slot)| slot)
+            .collect();
+        Ok((wake, udp, ready))
+    }
+
+    /// The earliest timer of any link.
+    fn next_deadline(&self) -> Option<Duration> {
+        self.plane
+            .links
+            .iter()
+            .flatten()
+            .flat_map(|l| [l.peer.poll_timeout(), l.rx.poll_timeout()])
+            .flatten()
+            .min()
+    }
+
+    /// Runs the timers that are due, and whatever they make the links send or report.
+    fn timers(&mut self, now: Duration) {
+        for slot in 0..self.plane.links.len() {
+            let Some(link) = self.plane.links[slot].as_mut() else {
+                continue;
+            };
+            let mut due = false;
+            if link.peer.poll_timeout().is_some_and(|t| t <= now) {
+                link.peer.handle_timeout(now);
+                due = true;
+            }
+            if link.rx.poll_timeout().is_some_and(|t| t <= now) {
+                link.rx.handle_timeout(now);
+            }
+            if due {
+                self.drive(slot, now);
+            }
+        }
+    }
+
+    /// Sends what link `slot`'s liveness machine wants sent and acts on what it reports.
+    fn drive(&mut self, slot: usize, now: Duration) {
+        let plane = &mut self.plane;
+        let Some(link) = plane.links.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        while let Some(transmit) = link.peer.poll_transmit(now) {
+            let buf = &mut plane.control_buf;
+            let sealed = match transmit {
+                Transmit::Hello => link.tx.hello(buf),
+                Transmit::Keepalive { sent_at } => link.tx.keepalive(sent_at, 0, buf),
+                Transmit::Echo { sent_at, probe_len } => {
+                    link.tx.keepalive_echo(sent_at, probe_len, buf)
+                }
+            };
+            match (sealed, link.remote) {
+                (Ok(len), Some(dest)) => match plane.udp.send_batch(&[(dest, &buf[..len])]) {
+                    Ok(1) => link.stats.control_tx += 1,
+                    Ok(_) => count(&mut link.stats.drops, "send-full"),
+                    Err(_) => count(&mut link.stats.drops, "send-failed"),
+                },
+                (Ok(_), None) => count(&mut link.stats.drops, "no-address"),
+                (Err(_), _) => count(&mut link.stats.drops, "seal-failed"),
+            }
+        }
+        while let Some(event) = link.peer.poll_event() {
+            match event {
+                Event::Up { rtt } => {
+                    self.table.link_up(link.name.clone());
+                    link.ingress = self.table.ingress_id(&Ingress::Link(link.name.clone()));
+                    link.stats.ups += 1;
+                    info!(peer = %link.name, ?rtt, "link up");
+                }
+                Event::Down { reason } => {
+                    self.table.link_down(&link.name);
+                    link.stats.downs += 1;
+                    warn!(peer = %link.name, %reason, "link down");
+                }
+                // TCP links are refused at configuration: nothing to dial.
+                Event::Reconnect => {}
+            }
+        }
+    }
+
+    /// Reads the link socket until it is empty (at most [`BATCH`] batches).
+    fn receive_datagrams(&mut self) {
+        let Some(mut batch) = self.recv.take() else {
+            return;
+        };
+        for _ in 0..BATCH {
+            match self.plane.udp.recv_batch(&mut batch) {
+                Ok(0) => break,
+                Ok(_) => {
+                    let now = self.now();
+                    for i in 0..batch.len() {
+                        let Some((meta, bytes)) = batch.get(i) else {
+                            continue;
+                        };
+                        if meta.truncated {
+                            count(&mut self.plane.drops, "truncated");
+                            continue;
+                        }
+                        self.datagram(meta.source, bytes, now);
+                    }
+                    self.plane.flush();
+                }
+                Err(e) => {
+                    warn!("receive: {e}");
+                    break;
+                }
+            }
+        }
+        self.recv = Some(batch);
+    }
+
+    /// One datagram from `source`.
+    fn datagram(&mut self, source: SocketAddr, bytes: &[u8], now: Duration) {
+        let datagram = match Datagram::new_checked(bytes) {
+            Ok(d) => d,
+            Err(_) => return count(&mut self.plane.drops, "malformed"),
+        };
+        if datagram.msg_type() == MessageType::Hello {
+            return self.hello(source, datagram, now);
+        }
+        let raw = datagram.raw_session();
+        let Some(&slot) = self.plane.sessions.get(&raw) else {
+            // A session this daemon has no hello for: if the datagram comes from a known
+            // peer's address, that peer restarted or our hello to it was lost; ask again.
+            let known = self.plane.links.iter().position(|l| {
+                l.as_ref()
+                    .is_some_and(|l| l.remote == Some(source) || l.addr == Some(source))
+            });
+            if let Some(slot) = known {
+                if let Some(link) = self.plane.links[slot].as_mut() {
+                    link.peer.hello_requested(now);
+                }
+                self.drive(slot, now);
+            }
+            return count(&mut self.plane.drops, "unknown-session");
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut frame = None;
+        if let Some(link) = self.plane.links.get_mut(slot).and_then(Option::as_mut) {
+            match link.rx.open(datagram, now) {
+                Ok(received) => {
+                    link.remote = Some(source);
+                    match received {
+                        Received::Frame { frame: f, hops } => {
+                            link.peer.handle_datagram(now);
+                            link.stats.rx.count(f.len());
+                            if let Some(dst) = scratch.get_mut(..f.len()) {
+                                dst.copy_from_slice(f);
+                                frame = Some((f.len(), hops));
+                            }
+                        }
+                        Received::Fragment => link.peer.handle_datagram(now),
+                        Received::Keepalive { sent_at, probe_len } => {
+                            link.stats.control_rx += 1;
+                            link.peer.handle_keepalive(now, sent_at, probe_len);
+                        }
+                        Received::KeepaliveEcho { sent_at, .. } => {
+                            link.stats.control_rx += 1;
+                            link.peer.handle_echo(now, sent_at);
+                        }
+                        Received::Hello(outcome) => {
+                            link.stats.control_rx += 1;
+                            link.tx.set_peer_session(outcome.session);
+                            link.peer.handle_hello(now, &outcome);
+                        }
+                    }
+                }
+                Err(e @ (RxError::UnknownSession | RxError::WrongReceiver)) => {
+                    count(&mut link.stats.drops, e.reason());
+                    link.peer.hello_requested(now);
+                }
+                Err(e) => count(&mut link.stats.drops, e.reason()),
+            }
+        }
+        self.drive(slot, now);
+        if let Some((len, hops)) = frame {
+            self.forward(From::Link(slot, hops), &scratch[..len]);
+        }
+        self.scratch = scratch;
+    }
+
+    /// A hello: authenticated with the overlay key and the sender's name, then given to the
+    /// sender's link if this daemon has one.
+    fn hello(&mut self, source: SocketAddr, datagram: Datagram<&[u8]>, now: Duration) {
+        let hello = match open_hello(&self.plane.local, datagram) {
+            Ok(hello) => hello,
+            Err(e) => return count(&mut self.plane.drops, e.reason()),
+        };
+        let Some(&slot) = self.plane.link_slots.get(hello.sender()) else {
+            return count(&mut self.plane.drops, "unknown-peer");
+        };
+        let plane = &mut self.plane;
+        let Some(link) = plane.links.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        match link.rx.accept_hello(&hello) {
+            Ok(outcome) => {
+                link.stats.control_rx += 1;
+                link.remote = Some(source);
+                link.tx.set_peer_session(outcome.session);
+                let raw = outcome.session.get();
+                if link.sessions[0] != Some(raw) {
+                    if let Some(old) = link.sessions[1].take() {
+                        plane.sessions.remove(&old);
+                    }
+                    link.sessions = [Some(raw), link.sessions[0]];
+                    plane.sessions.insert(raw, slot);
+                }
+                link.peer.handle_hello(now, &outcome);
+            }
+            Err(e) => count(&mut link.stats.drops, e.reason()),
+        }
+        self.drive(slot, now);
+    }
+
+    /// Reads up to [`BATCH`] frames from port `slot` and forwards them.
+    fn read_port(&mut self, slot: usize) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        for _ in 0..BATCH {
+            let Some(port) = self.plane.ports.get_mut(slot).and_then(Option::as_mut) else {
+                break;
+            };
+            let Some(dev) = port.dev.as_ref() else {
+                break;
+            };
+            let len = match dev.read_frame(&mut scratch) {
+                Ok(len) => len,
+                Err(TapError::WouldBlock) => break,
+                Err(TapError::Truncated { .. }) => {
+                    count(&mut port.stats.drops, "truncated");
+                    continue;
+                }
+                Err(e) => {
+                    warn!(port = %port.spec.name, "read: {e}");
+                    break;
+                }
+            };
+            let frame = &scratch[..len];
+            port.stats.rx.count(len);
+            if len < crate::wire::ETH_HEADER_LEN {
+                count(&mut port.stats.drops, "runt");
+                continue;
+            }
+            if len > DEFAULT_MAX_FRAME_LEN {
+                count(&mut port.stats.drops, "oversized");
+                continue;
+            }
+            let src = mac_at(frame, 6);
+            if src.is_group() || (!port.spec.lan && !port.spec.macs.contains(&src)) {
+                count(&mut port.stats.drops, "source-guard");
+                continue;
+            }
+            self.forward(From::Port(slot), frame);
+        }
+        self.scratch = scratch;
+    }
+
+    /// Decides and sends one frame.
+    fn forward(&mut self, from: From, frame: &[u8]) {
+        let ingress = match from {
+            From::Port(slot) => self.plane.ports.get(slot).and_then(|p| p.as_ref()?.ingress),
+            From::Link(slot, _) => {
+                let link = self.plane.links.get_mut(slot).and_then(Option::as_mut);
+                link.and_then(|l| {
+                    if l.ingress.is_none() {
+                        l.ingress = self.table.ingress_id(&Ingress::Link(l.name.clone()));
+                    }
+                    l.ingress
+                })
+            }
+        };
+        let Some(ingress) = ingress else {
+            return count(&mut self.plane.drops, "unknown_ingress");
+        };
+        let hops = match from {
+            From::Port(_) => Some(DEFAULT_HOPS),
+            From::Link(_, arrived) => forward_hops(arrived),
+        };
+        let (dst, src) = (mac_at(frame, 0), mac_at(frame, 6));
+        let decision = self.table.lookup_counted(ingress, src, dst, frame.len());
+        let from_link = matches!(from, From::Link(..));
+        match decision {
+            Decision::Forward(out) => {
+                if from_link && matches!(out, Out::Link(_)) {
+                    self.plane.relayed_unicast.count(frame.len());
+                }
+                self.plane.send(out, frame, hops);
+            }
+            Decision::Flood(outs) => {
+                if from_link && outs.iter().any(|o| matches!(o, Out::Link(_))) {
+                    self.plane.relayed_group.count(frame.len());
+                }
+                for out in outs {
+                    self.plane.send(out, frame, hops);
+                }
+            }
+            Decision::Drop(reason) => count(&mut self.plane.drops, reason.label()),
+        }
+    }
+
+    /// Applies one control request.
+    fn handle(&mut self, request: Request) -> Response {
+        let now = self.now();
+        let ok = |message: Option<String>| Response::Ok { message };
+        let error = |message: String| Response::Error { message };
+        let changed = match request {
+            Request::Info => return Response::Info(self.info()),
+            Request::ListInterfaces => {
+                return Response::Interfaces {
+                    ports: self.plane.port_infos(),
+                }
+            }
+            Request::ListLinks => {
+                return Response::Links {
+                    links: self.plane.link_infos(),
+                }
+            }
+            Request::ListRules => {
+                return Response::Rules {
+                    rules: self.table.rules().collect(),
+                }
+            }
+            Request::Stats => return Response::Stats(Box::new(self.stats())),
+            Request::AddLink { peer, kind, addr } => {
+                match self.add_link(peer.clone(), kind, addr, now) {
+                    Ok(message) => {
+                        info!(%peer, ?kind, ?addr, "link added");
+                        ok(message)
+                    }
+                    Err(message) => return error(message),
+                }
+            }
+            Request::DeleteLink { peer } => match self.delete_link(&peer) {
+                Ok(message) => ok(message),
+                Err(message) => return error(message),
+            },
+            Request::AddRule { rule } => {
+                if let Target::Link(peer) = &rule.target {
+                    if !self.plane.link_slots.contains_key(peer) && *peer != self.config.name {
+                        return error(format!(
+                            "{} has no link to {peer}: add the link before rules that use it",
+                            self.config.name
+                        ));
+                    }
+                }
+                match self.table.add_rule(rule) {
+                    Ok(Some(old)) => ok(Some(format!("replaced the rule's target {old:?}"))),
+                    Ok(None) => ok(None),
+                    Err(e) => return error(e.to_string()),
+                }
+            }
+            Request::DeleteRule { src, dst } => match self.table.delete_rule(&(src, dst)) {
+                Some(_) => ok(None),
+                None => {
+                    return error(format!(
+                        "{} has no rule matching ({src:?}, {dst:?})",
+                        self.config.name
+                    ))
+                }
+            },
+            Request::SetConfigBound { millis } => {
+                self.config_bound_ms = Some(millis);
+                ok(None)
+            }
+            Request::AttachPort { port } => {
+                if let Err(message) = check_port(&port) {
+                    return error(message);
+                }
+                if self.plane.port_slots.contains_key(&port.name) {
+                    return error(format!(
+                        "port {} is attached already (detach it first)",
+                        port.name
+                    ));
+                }
+                let name = port.name.clone();
+                self.attach_port(port);
+                let slot = self.plane.port_slots.get(&name).copied();
+                let failed = slot
+                    .and_then(|s| self.plane.ports[s].as_ref())
+                    .and_then(|p| p.error.clone());
+                if let Some(message) = failed {
+                    // Nothing half-done stays behind.
+                    self.remove_port(&name);
+                    return error(message);
+                }
+                ok(None)
+            }
+            Request::DetachPort { name } => {
+                if !self.remove_port(&name) {
+                    return error(format!("{} has no port {name}", self.config.name));
+                }
+                ok(None)
+            }
+        };
+        if let Err(e) = self.persist() {
+            warn!("{e}");
+            return error(format!("applied, but the state could not be saved: {e}"));
+        }
+        changed
+    }
+
+    fn info(&self) -> Info {
+        let (role, proxy) = match &self.config.role {
+            Role::Host { proxy } => ("host", Some(proxy.clone())),
+            Role::Proxy => ("proxy", None),
+        };
+        Info {
+            name: self.config.name.clone(),
+            role: role.to_string(),
+            proxy,
+            session: self.plane.local.session.to_string(),
+            listen: self.config.listen,
+            config_bound_ms: self.config_bound_ms,
+            uptime_s: self.now().as_secs_f64(),
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        let mut drops = self.plane.drops.clone();
+        for reason in crate::forward::DropReason::ALL {
+            let n = self.table.counters().drops(reason);
+            if n > 0 {
+                drops.insert(reason.label().to_string(), n);
+            }
+        }
+        let infos = self.plane.link_infos();
+        Stats {
+            name: Some(self.config.name.clone()),
+            ports: self
+                .plane
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| p.stats.clone())
+                .collect(),
+            links: self
+                .plane
+                .links
+                .iter()
+                .flatten()
+                .map(|l| LinkStats {
+                    info: infos.iter().find(|i| i.peer == l.name).cloned(),
+                    ..l.stats.clone()
+                })
+                .collect(),
+            rules: self
+                .table
+                .rule_traffic()
+                .into_iter()
+                .map(|(rule, frames, bytes)| (rule, Traffic { frames, bytes }))
+                .collect(),
+            relayed_unicast: self.plane.relayed_unicast,
+            relayed_group: self.plane.relayed_group,
+            drops,
+            cache_hits: self.table.counters().hits,
+            cache_misses: self.table.counters().misses,
+        }
+    }
+
+    /// Adds the link to `peer`, or updates its address if it exists with this transport.
+    fn add_link(
+        &mut self,
+        peer: Name,
+        kind: LinkKind,
+        addr: Option<SocketAddr>,
+        now: Duration,
+    ) -> Result<Option<String>, String> {
+        let me = &self.config.name;
+        if peer == *me {
+            return Err(format!("{me} cannot have a link to itself"));
+        }
+        if kind == LinkKind::Tcp {
+            return Err("TCP links are not built yet: use a UDP link (the default)".to_string());
+        }
+        if let Some(&slot) = self.plane.link_slots.get(&peer) {
+            let Some(link) = self.plane.links[slot].as_mut() else {
+                return Err("internal: empty link slot".into());
+            };
+            if link.kind != kind {
+                return Err(format!(
+                    "{me} has a {:?} link to {peer} already: delete it first to change its transport",
+                    link.kind
+                ));
+            }
+            if addr.is_some() && link.addr != addr {
+                link.addr = addr;
+                link.remote = addr;
+                link.peer.hello_requested(now);
+                self.drive(slot, now);
+                return Ok(Some(format!(
+                    "the link existed; its address is now {addr:?}"
+                )));
+            }
+            return Ok(Some("the link existed already".into()));
+        }
+        let initiative = match addr {
+            None => Initiative::Passive,
+            Some(_) => Initiative::for_link(&self.config.role, me, &peer, kind),
+        };
+        let config = PeerConfig::new(peer.clone(), kind, initiative).with_seed(random_u64());
+        let liveness = Peer::new(config, now).map_err(|e| e.to_string())?;
+        let tx = LinkTx::new(&self.plane.local, &peer, self.plane.max_datagram)
+            .map_err(|e| e.to_string())?;
+        let rx = LinkRx::new(&self.plane.local, &peer, ReassemblyConfig::default());
+        let link = LinkEnd {
+            name: peer.clone(),
+            kind,
+            addr,
+            remote: addr,
+            tx,
+            rx,
+            peer: liveness,
+            ingress: None,
+            sessions: [None, None],
+            stats: LinkStats::default(),
+        };
+        let slot = self.plane.links.len();
+        self.plane.links.push(Some(link));
+        self.plane.link_slots.insert(peer, slot);
+        self.drive(slot, now);
+        Ok(None)
+    }
+
+    fn delete_link(&mut self, peer: &Name) -> Result<Option<String>, String> {
+        let users: Vec<String> = self
+            .table
+            .rules()
+            .filter(|r| r.target == Target::Link(peer.clone()))
+            .map(|r| format!("({:?}, {:?})", r.src, r.dst))
+            .collect();
+        if !users.is_empty() {
+            return Err(format!(
+                "rules still send frames over the link to {peer}: {}; delete or move them first",
+                users.join(", ")
+            ));
+        }
+        let Some(slot) = self.plane.link_slots.remove(peer) else {
+            return Ok(Some(format!("there was no link to {peer}")));
+        };
+        if let Some(link) = self.plane.links[slot].take() {
+            for session in link.sessions.into_iter().flatten() {
+                self.plane.sessions.remove(&session);
+            }
+        }
+        self.table.link_down(peer);
+        info!(%peer, "link deleted");
+        Ok(None)
+    }
+
+    /// Opens a port's device and registers it; a port that fails to open is registered
+    /// with its error (the caller of a fresh attach removes it again).
+    fn attach_port(&mut self, spec: PortSpec) {
+        let (dev, error) = match open_port(&spec) {
+            Ok(dev) => (Some(dev), None),
+            Err(e) => {
+                warn!(port = %spec.name, "cannot attach: {e}");
+                (None, Some(format!("cannot attach port {}: {e}", spec.name)))
+            }
+        };
+        let ingress = if dev.is_some() {
+            self.table.attach_port(spec.name.clone());
+            self.table.ingress_id(&Ingress::Port(spec.name.clone()))
+        } else {
+            None
+        };
+        if dev.is_some() {
+            info!(port = %spec.name, kind = %spec.kind, "port attached");
+        }
+        let name = spec.name.clone();
+        let port = Port {
+            stats: PortStats {
+                name: name.clone(),
+                rx: Traffic::default(),
+                tx: Traffic::default(),
+                drops: BTreeMap::new(),
+            },
+            spec,
+            dev,
+            error,
+            ingress,
+        };
+        let slot = self.plane.ports.len();
+        self.plane.ports.push(Some(port));
+        self.plane.port_slots.insert(name, slot);
+    }
+
+    /// Detaches and removes a port (its TAP device goes away); `false` if there is none.
+    fn remove_port(&mut self, name: &Name) -> bool {
+        let Some(slot) = self.plane.port_slots.remove(name) else {
+            return false;
+        };
+        if let Some(port) = self.plane.ports[slot].take() {
+            if let Some(dev) = port.dev {
+                if let Err(e) = dev.remove() {
+                    warn!(port = %name, "cannot remove the device: {e}");
+                }
+            }
+        }
+        self.table.detach_port(name);
+        info!(port = %name, "port detached");
+        true
+    }
+
+    /// Saves links, rules and ports.
+    fn persist(&mut self) -> Result<(), StateError> {
+        self.saved.links = self
+            .plane
+            .links
+            .iter()
+            .flatten()
+            .map(|l| SavedLink {
+                peer: l.name.clone(),
+                kind: l.kind,
+                addr: l.addr,
+            })
+            .collect();
+        self.saved.rules = self.table.rules().collect();
+        self.saved.ports = self
+            .plane
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| p.spec.clone())
+            .collect();
+        self.saved.config_bound_ms = self.config_bound_ms;
+        state::save(&self.config.state_dir, &self.saved)
+    }
+}
+
+/// Checks a port's specification before anything is created.
+fn check_port(spec: &PortSpec) -> Result<(), String> {
+    if spec.lan && !spec.macs.is_empty() {
+        return Err("a LAN port has no source guard: give no MAC with --lan".into());
+    }
+    if !spec.lan && spec.macs.is_empty() {
+        return Err(
+            "a guest port needs its guest's MAC (its source guard); use --lan for a LAN port"
+                .into(),
+        );
+    }
+    if let Some(mac) = spec.macs.iter().find(|m| m.is_group()) {
+        return Err(format!(
+            "{mac} is a broadcast or multicast address, not a guest's"
+        ));
+    }
+    match &spec.kind {
+        PortKind::Tap { ifname, .. } => {
+            crate::io::tap::validate_ifname(ifname).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Opens (or re-opens, after a restart) a port's device and brings it up.
+fn open_port(spec: &PortSpec) -> Result<Tap, TapError> {
+    match &spec.kind {
+        PortKind::Tap { ifname, netns } => {
+            let (tap, _existed) = Tap::open_or_create_persistent(netns.as_deref(), ifname)?;
+            tap.configure(&LinkSettings {
+                mac: if spec.lan {
+                    None
+                } else {
+                    spec.macs.first().copied()
+                },
+                mtu: Some(GUEST_MTU),
+                up: Some(true),
+            })?;
+            Ok(tap)
+        }
+    }
+}
+
+impl Plane {
+    /// Sends one frame out of `out`: a port's device, or sealed into the outbox for a link.
+    fn send(&mut self, out: &Out, frame: &[u8], hops: Option<u8>) {
+        match out {
+            Out::Port(name) => {
+                let Some(&slot) = self.port_slots.get(name) else {
+                    return count(&mut self.drops, "no-such-port");
+                };
+                let Some(port) = self.ports[slot].as_mut() else {
+                    return;
+                };
+                let Some(dev) = port.dev.as_ref() else {
+                    return count(&mut port.stats.drops, "not-attached");
+                };
+                match dev.write_frame(frame) {
+                    Ok(()) => port.stats.tx.count(frame.len()),
+                    Err(TapError::WouldBlock) => count(&mut port.stats.drops, "device-full"),
+                    Err(_) => count(&mut port.stats.drops, "write-failed"),
+                }
+            }
+            Out::Link(name) => {
+                let Some(hops) = hops else {
+                    return count(&mut self.drops, "hops-exhausted");
+                };
+                let Some(&slot) = self.link_slots.get(name) else {
+                    return count(&mut self.drops, "no-such-link");
+                };
+                let need = match self.links[slot]
+                    .as_ref()
+                    .map(|l| l.tx.sealed_len(frame.len()))
+                {
+                    Some(Ok(need)) => need,
+                    _ => return count(&mut self.drops, "unsendable"),
+                };
+                if self.outbox.used + need > self.outbox.buf.len()
+                    || self.outbox.items.len() >= BATCH
+                {
+                    self.flush();
+                }
+                let Some(link) = self.links[slot].as_mut() else {
+                    return;
+                };
+                let Some(dest) = link.remote else {
+                    return count(&mut link.stats.drops, "no-address");
+                };
+                let start = self.outbox.used;
+                let Some(room) = self.outbox.buf.get_mut(start..) else {
+                    return;
+                };
+                match link.tx.seal_frame(frame, hops, room) {
+                    Ok(sealed) => {
+                        link.stats.tx.count(frame.len());
+                        let mut at = start;
+                        for _ in 0..sealed.count {
+                            let len = sealed.stride.min(start + sealed.len - at);
+                            self.outbox.items.push((dest, slot, at, len));
+                            at += len;
+                        }
+                        self.outbox.used += sealed.len;
+                    }
+                    Err(_) => count(&mut link.stats.drops, "seal-failed"),
+                }
+            }
+        }
+    }
+
+    /// Sends the outbox with as few `sendmmsg` calls as it takes.
+    fn flush(&mut self) {
+        if self.outbox.items.is_empty() {
+            return;
+        }
+        let outbox = &self.outbox;
+        let datagrams: Vec<(SocketAddr, &[u8])> = outbox
+            .items
+            .iter()
+            .map(|&(dest, _, start, len)| (dest, &outbox.buf[start..start + len]))
+            .collect();
+        let mut sent = 0;
+        while sent < datagrams.len() {
+            match self.udp.send_batch(&datagrams[sent..]) {
+                Ok(0) => {
+                    // The socket buffer is full: what is left is lost, as on any full link.
+                    for &(_, slot, _, _) in &outbox.items[sent..] {
+                        if let Some(link) = self.links.get_mut(slot).and_then(Option::as_mut) {
+                            count(&mut link.stats.drops, "send-full");
+                        }
+                    }
+                    break;
+                }
+                Ok(n) => sent += n,
+                Err(_) => {
+                    if let Some(&(_, slot, _, _)) = outbox.items.get(sent) {
+                        if let Some(link) = self.links.get_mut(slot).and_then(Option::as_mut) {
+                            count(&mut link.stats.drops, "send-failed");
+                        }
+                    }
+                    sent += 1;
+                }
+            }
+        }
+        self.outbox.items.clear();
+        self.outbox.used = 0;
+    }
+
+    fn link_infos(&self) -> Vec<LinkInfo> {
+        let mut infos: Vec<LinkInfo> = self
+            .links
+            .iter()
+            .flatten()
+            .map(|l| LinkInfo {
+                peer: l.name.clone(),
+                kind: l.kind,
+                addr: l.addr,
+                remote: l.remote,
+                state: match l.peer.state() {
+                    State::Up => "up",
+                    State::Down => "down",
+                    State::Connecting => "connecting",
+                }
+                .to_string(),
+                rtt_s: l.peer.rtt().smoothed().map(|d| d.as_secs_f64()),
+                rtt_min_s: l.peer.rtt().min().map(|d| d.as_secs_f64()),
+            })
+            .collect();
+        infos.sort_by(|a, b| a.peer.cmp(&b.peer));
+        infos
+    }
+
+    fn port_infos(&self) -> Vec<PortInfo> {
+        self.ports
+            .iter()
+            .flatten()
+            .map(|p| PortInfo {
+                spec: p.spec.clone(),
+                attached: p.dev.is_some(),
+                error: p.error.clone(),
+            })
+            .collect()
+    }
+}

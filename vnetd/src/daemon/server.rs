@@ -1,0 +1,198 @@
+//! The daemon's network-facing threads: the control API (TCP, JSON lines, authenticated; see
+//! [`crate::control`]) and the Prometheus endpoint (HTTP `GET /metrics`). Both turn what
+//! they read into [`Command`]s for the data plane and write back its answers; neither holds
+//! any of the daemon's state.
+
+use std::io::{BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+use super::{random_bytes, render_metrics, Command};
+use crate::control::{
+    hex, read_line, unhex, write_line, Challenge, Proof, Request, Response, CHALLENGE_LEN,
+};
+use crate::wire::OverlayKey;
+
+/// Connections served at once; more are refused with an error line.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long a client has to authenticate, and how long a connection may stay silent.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What the threads need to reach the data plane.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    commands: mpsc::Sender<Command>,
+    wake: Arc<UnixDatagram>,
+}
+
+impl Handle {
+    /// A handle that sends commands on `commands` and wakes the data plane through `wake`.
+    pub fn new(commands: mpsc::Sender<Command>, wake: UnixDatagram) -> Handle {
+        Handle {
+            commands,
+            wake: Arc::new(wake),
+        }
+    }
+
+    /// Wakes the data plane (to notice a stop flag, say).
+    pub fn wake(&self) {
+        let _ = self.wake.send(&[1]);
+    }
+
+    /// Asks the data plane and waits for its answer.
+    pub fn call(&self, request: Request) -> Response {
+        let (reply, answer) = mpsc::sync_channel(1);
+        if self.commands.send(Command { request, reply }).is_err() {
+            return Response::Error {
+                message: "the daemon is stopping".into(),
+            };
+        }
+        self.wake();
+        answer.recv().unwrap_or(Response::Error {
+            message: "the daemon is stopping".into(),
+        })
+    }
+}
+
+/// Serves the control API on `listener` until the process ends: a thread per connection.
+pub fn spawn_control(listener: TcpListener, key: OverlayKey, handle: Handle) {
+    let open = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                open.fetch_sub(1, Ordering::SeqCst);
+                let _ = write_line(
+                    &mut stream,
+                    &Response::Error {
+                        message: format!(
+                            "too many control connections (at most {MAX_CONNECTIONS})"
+                        ),
+                    },
+                );
+                continue;
+            }
+            let (key, handle, open) = (key.clone(), handle.clone(), Arc::clone(&open));
+            std::thread::spawn(move || {
+                let peer = stream.peer_addr().ok();
+                if let Err(e) = serve_control(stream, &key, &handle) {
+                    debug!(?peer, "control connection ended: {e}");
+                }
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+}
+
+fn serve_control(stream: TcpStream, key: &OverlayKey, handle: &Handle) -> std::io::Result<()> {
+    let peer = stream.peer_addr()?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(AUTH_TIMEOUT))?;
+    stream.set_write_timeout(Some(AUTH_TIMEOUT))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    let challenge: [u8; CHALLENGE_LEN] = random_bytes();
+    write_line(
+        &mut writer,
+        &Challenge {
+            challenge: hex(&challenge),
+        },
+    )?;
+    let proof = read_line(&mut reader)?
+        .and_then(|line| serde_json::from_str::<Proof>(&line).ok())
+        .and_then(|p| unhex(&p.proof));
+    if !proof.is_some_and(|p| key.verify_control(&challenge, &p)) {
+        warn!(%peer, "control client refused: wrong key");
+        write_line(
+            &mut writer,
+            &Response::Error {
+                message: "authentication failed: wrong overlay key".into(),
+            },
+        )?;
+        return Ok(());
+    }
+    write_line(&mut writer, &Response::Ok { message: None })?;
+    reader.get_ref().set_read_timeout(Some(IDLE_TIMEOUT))?;
+    while let Some(line) = read_line(&mut reader)? {
+        let response = match serde_json::from_str::<Request>(&line) {
+            Ok(request) => handle.call(request),
+            Err(e) => Response::Error {
+                message: format!("bad request: {e}"),
+            },
+        };
+        write_line(&mut writer, &response)?;
+    }
+    Ok(())
+}
+
+/// Serves `GET /metrics` on `listener` until the process ends (one request at a time: a
+/// scrape takes microseconds).
+pub fn spawn_metrics(listener: TcpListener, handle: Handle) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            if let Err(e) = serve_metrics(stream, &handle) {
+                debug!("metrics request: {e}");
+            }
+        }
+    });
+}
+
+fn serve_metrics(mut stream: TcpStream, handle: &Handle) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let line = request.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (status, kind, body) = if method != "GET" {
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET\n".to_string(),
+        )
+    } else if path == "/metrics" || path.starts_with("/metrics?") {
+        match handle.call(Request::Stats) {
+            Response::Stats(stats) => {
+                let info = match handle.call(Request::Info) {
+                    Response::Info(info) => Some(info),
+                    _ => None,
+                };
+                (
+                    "200 OK",
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    render_metrics(&stats, info.as_ref()),
+                )
+            }
+            other => (
+                "503 Service Unavailable",
+                "text/plain",
+                format!("{other:?}\n"),
+            ),
+        }
+    } else {
+        ("404 Not Found", "text/plain", "try /metrics\n".to_string())
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}

@@ -1,0 +1,1000 @@
+//! End-to-end tests of the daemon: real `vnetd` processes, configured with the real `vnetctl`,
+//! carrying guests' frames between network namespaces (root only, hence `#[ignore]`; the e2e
+//! tier runs them with `cargo test -p vnetd --test daemon_netns -- --ignored`).
+//!
+//! Each test builds its own overlay: an *underlay* namespace where the Proxy `px` and the
+//! hosts `h1`..`h3` run on 127.0.0.1 (ports 5400..5403), a namespace per guest whose `eth0` is
+//! a TAP its host's daemon created, and a `user` namespace holding the Proxy's LAN port. A
+//! guard kills the daemons and deletes the namespaces when the test ends, also when it fails.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sched::{setns, CloneFlags};
+use vnetd::control::Stats;
+
+const VNETD: &str = env!("CARGO_BIN_EXE_vnetd");
+const VNETCTL: &str = env!("CARGO_BIN_EXE_vnetctl");
+const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
+
+fn guest_mac(i: usize) -> String {
+    format!("02:56:4e:77:00:{i:02x}")
+}
+
+fn guest_ip(i: usize) -> String {
+    format!("10.77.0.{i}")
+}
+
+const USER_IP: &str = "10.77.0.254";
+
+fn port_of(daemon: &str) -> u16 {
+    match daemon {
+        "px" => 5400,
+        h => 5400 + h[1..].parse::<u16>().expect("hN"),
+    }
+}
+
+/// A network namespace that exists as long as this value does.
+struct Netns {
+    name: String,
+    path: PathBuf,
+}
+
+impl Netns {
+    fn new(name: String) -> Netns {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        let status = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("run ip");
+        assert!(status.success(), "ip netns add {name} (are we root?)");
+        let ns = Netns {
+            path: PathBuf::from(format!("/run/netns/{name}")),
+            name,
+        };
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(args);
+        c
+    }
+
+    /// Runs `args` inside the namespace and returns its output, whatever its status.
+    fn output(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run ip netns exec")
+    }
+
+    /// Runs `args` inside the namespace; panics with its stderr if it fails.
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(
+            out.status.success(),
+            "{args:?} in {}: {}{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `f` on a thread inside the namespace.
+    fn thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let file = File::open(&self.path).expect("open netns");
+        std::thread::spawn(move || {
+            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// An overlay of a Proxy, three hosts with a guest each, and the user's LAN.
+struct Overlay {
+    dir: PathBuf,
+    underlay: Netns,
+    guests: Vec<Netns>,
+    user: Netns,
+    daemons: BTreeMap<&'static str, Child>,
+}
+
+impl Overlay {
+    /// Starts every daemon, attaches every port and applies the star.
+    fn new(tag: &str) -> Overlay {
+        let id = format!("vnd{}{tag}", std::process::id() % 10000);
+        let dir = std::env::temp_dir().join(&id);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut key = [0u8; 32];
+        File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut key))
+            .expect("urandom");
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(dir.join("key"), hex).expect("key");
+        std::fs::write(dir.join("hosts"), "127.0.0.1 px h1 h2 h3\n").expect("hosts");
+        let mut overlay = Overlay {
+            underlay: Netns::new(format!("{id}-ul")),
+            guests: (1..=3).map(|i| Netns::new(format!("{id}-g{i}"))).collect(),
+            user: Netns::new(format!("{id}-u")),
+            dir,
+            daemons: BTreeMap::new(),
+        };
+        for daemon in ["px", "h1", "h2", "h3"] {
+            overlay.start(daemon);
+        }
+        overlay.wait_serving(Duration::from_secs(5));
+        for (i, host) in HOSTS.iter().enumerate() {
+            let guest = &overlay.guests[i];
+            let netns = guest.path.display().to_string();
+            overlay.ctl_ok(&[
+                "attach-port",
+                &format!("{host}:{}", port_of(host)),
+                &format!("vm{}", i + 1),
+                "--tap",
+                "eth0",
+                "--netns",
+                &netns,
+                "--mac",
+                &guest_mac(i + 1),
+            ]);
+            guest.run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/24", guest_ip(i + 1)),
+                "dev",
+                "eth0",
+            ]);
+        }
+        let netns = overlay.user.path.display().to_string();
+        overlay.ctl_ok(&[
+            "attach-port",
+            "px:5400",
+            "lan0",
+            "--tap",
+            "lan0",
+            "--netns",
+            &netns,
+            "--lan",
+        ]);
+        overlay
+            .user
+            .run(&["ip", "addr", "add", &format!("{USER_IP}/24"), "dev", "lan0"]);
+        std::fs::write(overlay.file("star.vnet"), topology(false)).expect("star");
+        std::fs::write(overlay.file("mesh.vnet"), topology(true)).expect("mesh");
+        overlay.ctl_ok(&["apply", "-q", &overlay.path("star.vnet"), "--proxy", "px"]);
+        overlay.ctl_ok(&["wait-up", &overlay.path("star.vnet"), "--for", "5"]);
+        overlay
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.file(name).display().to_string()
+    }
+
+    /// Starts daemon `name` (again) with its state directory.
+    fn start(&mut self, name: &'static str) {
+        let mut args = vec![
+            VNETD.to_string(),
+            "--name".into(),
+            name.into(),
+            "--key-file".into(),
+            self.path("key"),
+            "--listen".into(),
+            format!("127.0.0.1:{}", port_of(name)),
+            "--state-dir".into(),
+            self.path(&format!("state-{name}")),
+            "--metrics".into(),
+        ];
+        if name == "px" {
+            args.extend(["127.0.0.1:9540".into(), "--role".into(), "proxy".into()]);
+        } else {
+            args.extend(["off".into(), "--role".into(), "host".into()]);
+            args.extend(["--proxy".into(), "px".into()]);
+        }
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.file(&format!("{name}.log")))
+            .expect("log");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = self
+            .underlay
+            .command(&args)
+            .env("VNETD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn vnetd");
+        self.daemons.insert(name, child);
+    }
+
+    /// Kills daemon `name` with SIGKILL.
+    fn kill9(&mut self, name: &str) {
+        if let Some(mut child) = self.daemons.remove(name) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits until every daemon answers `info`.
+    fn wait_serving(&self, timeout: Duration) {
+        let start = Instant::now();
+        for daemon in self.daemons.keys() {
+            loop {
+                let out = self.ctl(&["info", &format!("{daemon}:{}", port_of(daemon))]);
+                if out.status.success() {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < timeout,
+                    "{daemon} does not answer: {}\nlog:\n{}",
+                    String::from_utf8_lossy(&out.stderr),
+                    self.log(daemon)
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    fn log(&self, daemon: &str) -> String {
+        std::fs::read_to_string(self.file(&format!("{daemon}.log"))).unwrap_or_default()
+    }
+
+    /// `vnetctl` in the underlay with this overlay's key and hosts file.
+    fn ctl(&self, args: &[&str]) -> Output {
+        let (key, hosts) = (self.path("key"), self.path("hosts"));
+        let mut all = vec![VNETCTL, "--key-file", &key, "--hosts", &hosts];
+        all.extend_from_slice(args);
+        self.underlay.output(&all)
+    }
+
+    fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "vnetctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn stats(&self, daemon: &str) -> Stats {
+        let text = self.ctl_ok(&["stats", &format!("{daemon}:{}", port_of(daemon)), "--json"]);
+        serde_json::from_str(&text).expect("stats JSON")
+    }
+
+    /// Unicast data frames the Proxy relayed between links so far.
+    fn relayed(&self) -> u64 {
+        self.stats("px").relayed_unicast.frames
+    }
+
+    /// `ping` from guest `i` (from 1); its output, whatever its status.
+    fn ping(&self, i: usize, to: &str, args: &[&str]) -> Output {
+        let mut all = vec!["ping", "-n", "-q"];
+        all.extend_from_slice(args);
+        all.push(to);
+        self.guests[i - 1].output(&all)
+    }
+
+    fn ping_ok(&self, i: usize, to: &str, args: &[&str]) {
+        let out = self.ping(i, to, args);
+        assert!(
+            out.status.success(),
+            "ping from vm{i} to {to} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        for (_, mut child) in std::mem::take(&mut self.daemons) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The star (or, with `mesh`, the star plus a fast path between every two hosts, with rules
+/// that send each host's traffic for another host's guest over it), in the language.
+fn topology(mesh: bool) -> String {
+    let mut t = String::from("BEGIN\n");
+    for d in ["px", "h1", "h2", "h3"] {
+        t += &format!("HOST root AT {d} {} eth0\n", port_of(d));
+    }
+    t += "ADD\n";
+    for h in HOSTS {
+        t += &format!("LINK UDP {h} {h} px\n");
+    }
+    for (i, h) in HOSTS.iter().enumerate() {
+        let mac = guest_mac(i + 1);
+        t += &format!("FORWARD INTERFACE {h} ANY {mac} vm{}\n", i + 1);
+        t += &format!("FORWARD EDGE {h} ANY NONE {h} px\n");
+        t += &format!("FORWARD EDGE px ANY {mac} px {h}\n");
+    }
+    t += "FORWARD INTERFACE px ANY NONE lan0\n";
+    if mesh {
+        for (i, a) in HOSTS.iter().enumerate() {
+            for (j, b) in HOSTS.iter().enumerate() {
+                if i < j {
+                    t += &format!("LINK UDP {a} {a} {b}\n");
+                }
+                if i != j {
+                    t += &format!("FORWARD EDGE {a} ANY {} {a} {b}\n", guest_mac(j + 1));
+                }
+            }
+        }
+    }
+    t + "END\n"
+}
+
+/// Counts, for `listen`, the frames on `ifname` in `ns` that carry `marker` and were not
+/// sent from this namespace (a packet socket sees both directions).
+fn count_marked(
+    ns: &Netns,
+    ifname: &'static str,
+    marker: [u8; 8],
+    listen: Duration,
+) -> std::thread::JoinHandle<usize> {
+    ns.thread(move || {
+        let sock = PacketSocket::open(ifname);
+        let deadline = Instant::now() + listen;
+        let mut n = 0;
+        while Instant::now() < deadline {
+            if let Some((frame, outgoing)) = sock.recv(Duration::from_millis(50)) {
+                if !outgoing && frame.windows(8).any(|w| w == marker) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    })
+}
+
+/// `ETH_P_ALL` in network order, as packet sockets take it.
+fn eth_p_all() -> u16 {
+    u16::try_from(libc::ETH_P_ALL).expect("ETH_P_ALL").to_be()
+}
+
+fn sll_len() -> libc::socklen_t {
+    libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_ll>()).expect("small")
+}
+
+/// An `AF_PACKET` socket bound to one interface of the calling thread's namespace.
+struct PacketSocket {
+    fd: std::os::fd::OwnedFd,
+    ifindex: i32,
+}
+
+impl PacketSocket {
+    fn open(ifname: &str) -> PacketSocket {
+        use std::os::fd::FromRawFd as _;
+        let ifindex = i32::try_from(nix::net::if_::if_nametoindex(ifname).expect("ifindex"))
+            .expect("ifindex fits");
+        let proto = eth_p_all();
+        // SAFETY: plain socket(2) call; the descriptor is owned below.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+        assert!(
+            raw >= 0,
+            "packet socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let sock = PacketSocket { fd, ifindex };
+        let addr = sock.addr();
+        // SAFETY: `addr` is a valid sockaddr_ll of the size given.
+        let rc = unsafe { libc::bind(raw, std::ptr::addr_of!(addr).cast(), sll_len()) };
+        assert_eq!(
+            rc,
+            0,
+            "bind packet socket: {}",
+            std::io::Error::last_os_error()
+        );
+        sock
+    }
+
+    fn addr(&self) -> libc::sockaddr_ll {
+        // SAFETY: sockaddr_ll is plain data; all zeros is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = u16::try_from(libc::AF_PACKET).expect("AF_PACKET");
+        addr.sll_protocol = eth_p_all();
+        addr.sll_ifindex = self.ifindex;
+        addr.sll_halen = 6;
+        addr
+    }
+
+    /// One frame and whether this host sent it, or `None` after `wait`.
+    fn recv(&self, wait: Duration) -> Option<(Vec<u8>, bool)> {
+        use std::os::fd::AsRawFd as _;
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(wait.as_millis()).unwrap_or(100);
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; 65536];
+        // SAFETY: as above.
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = sll_len();
+        // SAFETY: buffer and address are valid for the sizes given.
+        let n = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                std::ptr::addr_of_mut!(from).cast(),
+                &mut len,
+            )
+        };
+        let n = usize::try_from(n).ok()?;
+        buf.truncate(n);
+        Some((buf, from.sll_pkttype == libc::PACKET_OUTGOING))
+    }
+
+    fn send(&self, frame: &[u8]) {
+        use std::os::fd::AsRawFd as _;
+        let addr = self.addr();
+        // SAFETY: frame and address are valid for the sizes given.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                std::ptr::addr_of!(addr).cast(),
+                sll_len(),
+            )
+        };
+        assert_eq!(
+            usize::try_from(n).ok(),
+            Some(frame.len()),
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+fn mac_bytes(text: &str) -> [u8; 6] {
+    text.parse::<vnetd::model::Mac>().expect("mac").0
+}
+
+/// A frame from `src` to `dst` with a local-experimental EtherType, carrying `marker`.
+fn marked_frame(dst: [u8; 6], src: [u8; 6], marker: [u8; 8], len: usize) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(len);
+    frame.extend_from_slice(&dst);
+    frame.extend_from_slice(&src);
+    frame.extend_from_slice(&0x88b5u16.to_be_bytes());
+    frame.extend_from_slice(&marker);
+    frame.resize(len.max(60), 0);
+    frame
+}
+
+#[test]
+#[ignore = "needs root: creates network namespaces"]
+fn the_star_carries_full_frames_the_user_lan_and_broadcast_exactly_once() {
+    let o = Overlay::new("s");
+    // Full-size frames (1500-byte IP packets, DF set) between every two guests, through the
+    // Proxy, over a 1500-byte underlay (loopback's MTU is 65536, but the daemons fragment at
+    // 1500 regardless).
+    for (from, to) in [(1, 2), (2, 3), (3, 1)] {
+        o.ping_ok(
+            from,
+            &guest_ip(to),
+            &["-c", "3", "-i", "0.1", "-W", "2", "-M", "do", "-s", "1472"],
+        );
+    }
+    // The user reaches the guests and they reach the user.
+    let out = o.user.output(&[
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        "2",
+        "-i",
+        "0.1",
+        "-W",
+        "2",
+        &guest_ip(2),
+    ]);
+    assert!(out.status.success(), "user -> vm2: {out:?}");
+    o.ping_ok(3, USER_IP, &["-c", "2", "-i", "0.1", "-W", "2"]);
+    // A TCP connection from the user to a guest.
+    let listener = o.guests[1].thread(|| {
+        let l = TcpListener::bind("10.77.0.2:7000").expect("listen in vm2");
+        let (mut s, _) = l.accept().expect("accept");
+        let mut got = String::new();
+        s.read_to_string(&mut got).expect("read");
+        got
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    o.user
+        .thread(|| {
+            let mut s = TcpStream::connect_timeout(
+                &"10.77.0.2:7000".parse().unwrap(),
+                Duration::from_secs(3),
+            )
+            .expect("user connects to vm2");
+            s.write_all(b"hello from the user's LAN").expect("write");
+        })
+        .join()
+        .unwrap();
+    assert_eq!(listener.join().unwrap(), "hello from the user's LAN");
+    // The route goes through the Proxy.
+    let route = o.ctl_ok(&[
+        "route",
+        &o.path("star.vnet"),
+        &guest_mac(1),
+        &guest_mac(2),
+        "--proxy",
+        "px",
+        "--live",
+    ]);
+    assert!(route.contains("h1 --udp--> px --udp--> h2"), "{route}");
+    assert!(o.relayed() > 0, "the Proxy relayed nothing");
+
+    // With the star, a full mesh of fast paths and the user's LAN all present, one broadcast
+    // from vm1 reaches vm2, vm3 and the user exactly once, and never comes back to vm1.
+    o.ctl_ok(&["apply", "-q", &o.path("mesh.vnet"), "--proxy", "px"]);
+    o.ctl_ok(&["wait-up", &o.path("mesh.vnet"), "--for", "5"]);
+    let marker = *b"vnbcast1";
+    let listen = Duration::from_millis(1500);
+    let counters = [
+        count_marked(&o.guests[0], "eth0", marker, listen),
+        count_marked(&o.guests[1], "eth0", marker, listen),
+        count_marked(&o.guests[2], "eth0", marker, listen),
+        count_marked(&o.user, "lan0", marker, listen),
+    ];
+    std::thread::sleep(Duration::from_millis(200));
+    let src = mac_bytes(&guest_mac(1));
+    o.guests[0]
+        .thread(move || PacketSocket::open("eth0").send(&marked_frame([0xff; 6], src, marker, 60)))
+        .join()
+        .unwrap();
+    let counts: Vec<usize> = counters.into_iter().map(|c| c.join().unwrap()).collect();
+    assert_eq!(
+        counts,
+        [0, 1, 1, 1],
+        "copies at vm1 (sender), vm2, vm3, user"
+    );
+}
+
+#[test]
+#[ignore = "needs root: creates network namespaces"]
+fn fast_paths_take_traffic_off_the_proxy_and_fall_back_within_2_s_when_cut() {
+    let o = Overlay::new("f");
+    o.ctl_ok(&["apply", "-q", &o.path("mesh.vnet"), "--proxy", "px"]);
+    o.ctl_ok(&["wait-up", &o.path("mesh.vnet"), "--for", "5"]);
+    let again = o.ctl_ok(&["apply", &o.path("mesh.vnet"), "--proxy", "px"]);
+    assert!(
+        again.contains("nothing to do"),
+        "apply is not idempotent: {again}"
+    );
+    o.ping_ok(1, &guest_ip(2), &["-c", "2", "-i", "0.1", "-W", "2"]);
+    // Guests talk; the Proxy's relayed unicast frames stay the same.
+    let before = o.relayed();
+    o.ping_ok(
+        1,
+        &guest_ip(2),
+        &["-c", "20", "-i", "0.02", "-W", "2", "-s", "1400"],
+    );
+    o.ping_ok(3, &guest_ip(1), &["-c", "20", "-i", "0.02", "-W", "2"]);
+    assert_eq!(
+        o.relayed(),
+        before,
+        "traffic between guests still crosses the Proxy"
+    );
+    let route = o.ctl_ok(&[
+        "route",
+        &o.path("mesh.vnet"),
+        &guest_mac(1),
+        &guest_mac(2),
+        "--proxy",
+        "px",
+        "--live",
+    ]);
+    assert!(route.contains("h1 --udp--> h2"), "{route}");
+
+    // Cut the h1-h2 fast path in the underlay (both directions), not the star.
+    let nft = |script: &str| {
+        let mut c = o.underlay.command(&["nft", "-f", "-"]);
+        let mut child = c.stdin(Stdio::piped()).spawn().expect("nft");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "nft {script}");
+    };
+    nft("table inet cut {
+        chain out {
+            type filter hook output priority 0;
+            udp sport 5401 udp dport 5402 drop
+            udp sport 5402 udp dport 5401 drop
+        }
+    }\n");
+    let cut = Instant::now();
+    // Keep vm1 talking to vm2 until the Proxy relays again: that is the fallback.
+    let pinger = o.guests[0]
+        .command(&["ping", "-n", "-q", "-i", "0.02", "-w", "6", &guest_ip(2)])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("ping");
+    let relayed_at_cut = o.relayed();
+    let fallback = loop {
+        if o.relayed() > relayed_at_cut + 5 {
+            break cut.elapsed();
+        }
+        assert!(
+            cut.elapsed() < Duration::from_secs(4),
+            "no fallback to the star after 4 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "fallback to the star {:.0} ms after the cut",
+        fallback.as_secs_f64() * 1000.0
+    );
+    assert!(
+        fallback <= Duration::from_secs(2),
+        "fallback took {fallback:?}"
+    );
+    // Heal; traffic returns to the fast path.
+    nft("delete table inet cut");
+    let healed = Instant::now();
+    let back = loop {
+        let a = o.relayed();
+        std::thread::sleep(Duration::from_millis(200));
+        if o.relayed() == a {
+            break healed.elapsed();
+        }
+        assert!(
+            healed.elapsed() < Duration::from_secs(5),
+            "traffic did not return to the fast path"
+        );
+    };
+    eprintln!(
+        "back on the fast path within {:.0} ms of the heal",
+        back.as_secs_f64() * 1000.0
+    );
+    let mut pinger = pinger;
+    let _ = pinger.wait();
+}
+
+#[test]
+#[ignore = "needs root: creates network namespaces"]
+fn restarts_lose_nothing() {
+    let mut o = Overlay::new("r");
+    o.ctl_ok(&["apply", "-q", &o.path("mesh.vnet"), "--proxy", "px"]);
+    o.ctl_ok(&["wait-up", &o.path("mesh.vnet"), "--for", "5"]);
+    // Kill -9 the Proxy while vm1 and vm2 talk over their fast path: they never notice.
+    let pinger = o.guests[0]
+        .command(&[
+            "ping",
+            "-n",
+            "-q",
+            "-i",
+            "0.02",
+            "-c",
+            "150",
+            "-W",
+            "1",
+            &guest_ip(2),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ping");
+    std::thread::sleep(Duration::from_millis(500));
+    o.kill9("px");
+    std::thread::sleep(Duration::from_millis(300));
+    o.start("px");
+    let restarted = Instant::now();
+    o.wait_serving(Duration::from_secs(5));
+    o.ctl_ok(&["wait-up", &o.path("star.vnet"), "--for", "5"]);
+    let star_back = restarted.elapsed();
+    eprintln!(
+        "star re-formed {:.0} ms after the Proxy restarted",
+        star_back.as_secs_f64() * 1000.0
+    );
+    assert!(
+        star_back <= Duration::from_secs(2),
+        "star took {star_back:?}"
+    );
+    let out = pinger.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(" 0% packet loss"),
+        "the fast path noticed the Proxy's restart: {text}"
+    );
+    // The Proxy has its configuration back: the user reaches guests through it.
+    let shown = o.ctl_ok(&["show", &o.path("mesh.vnet")]);
+    assert!(!shown.contains("half link"), "{shown}");
+    let out = o.user.output(&[
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        "2",
+        "-i",
+        "0.1",
+        "-W",
+        "2",
+        &guest_ip(3),
+    ]);
+    assert!(
+        out.status.success(),
+        "user -> vm3 after the Proxy restart: {out:?}"
+    );
+
+    // Kill -9 a host: its guest's interface stays, and once the daemon is back the guest
+    // reaches the others again, with its rules.
+    o.kill9("h1");
+    std::thread::sleep(Duration::from_millis(300));
+    o.guests[0].run(&["ip", "addr", "show", "eth0"]);
+    o.start("h1");
+    let restarted = Instant::now();
+    o.wait_serving(Duration::from_secs(5));
+    o.ctl_ok(&["wait-up", &o.path("mesh.vnet"), "--for", "5"]);
+    let host_back = restarted.elapsed();
+    eprintln!(
+        "h1's links back {:.0} ms after it restarted",
+        host_back.as_secs_f64() * 1000.0
+    );
+    assert!(host_back <= Duration::from_secs(2), "took {host_back:?}");
+    o.ping_ok(1, &guest_ip(2), &["-c", "3", "-i", "0.1", "-W", "2"]);
+    o.ping_ok(1, USER_IP, &["-c", "2", "-i", "0.1", "-W", "2"]);
+    let again = o.ctl_ok(&["apply", &o.path("mesh.vnet"), "--proxy", "px"]);
+    assert!(again.contains("nothing to do"), "state was lost: {again}");
+}
+
+#[test]
+#[ignore = "needs root: creates network namespaces"]
+fn bad_input_gets_a_clear_error_or_a_counted_drop_and_the_daemon_keeps_serving() {
+    let o = Overlay::new("b");
+    // A wrong key.
+    let wrong = o.file("wrong-key");
+    std::fs::write(&wrong, "11".repeat(32)).unwrap();
+    let wrong = wrong.display().to_string();
+    let hosts = o.path("hosts");
+    let out = o.underlay.output(&[
+        VNETCTL,
+        "--key-file",
+        &wrong,
+        "--hosts",
+        &hosts,
+        "info",
+        "px",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused our key"),
+        "{out:?}"
+    );
+    // Garbage instead of a proof, and garbage after one.
+    o.underlay
+        .thread(|| {
+            let mut s = TcpStream::connect("127.0.0.1:5400").unwrap();
+            let mut challenge = [0u8; 128];
+            let _ = s.read(&mut challenge).unwrap();
+            s.write_all(b"{{{{ not json\n").unwrap();
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            assert!(answer.contains("authentication failed"), "{answer}");
+        })
+        .join()
+        .unwrap();
+    // Bad rules and files.
+    let out = o.ctl(&[
+        "add-rule",
+        "h1:5401",
+        "--src",
+        "any",
+        "--dst",
+        "ff:ff:ff:ff:ff:ff",
+        "--link",
+        "px",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("broadcast"),
+        "{out:?}"
+    );
+    let out = o.ctl(&[
+        "add-rule",
+        "h1:5401",
+        "--src",
+        "any",
+        "--dst",
+        "02:00:00:00:00:09",
+        "--link",
+        "h9",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no link to h9"),
+        "{out:?}"
+    );
+    std::fs::write(
+        o.file("bad.vnet"),
+        "BEGIN\nHOST root AT px 5400 eth0\nADD LINK UDP px\nEND\n",
+    )
+    .unwrap();
+    let out = o.ctl(&["apply", &o.path("bad.vnet")]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.vnet:4:1: expected a machine name"),
+        "{out:?}"
+    );
+    // A configuration that would misdeliver is refused before anything changes: vm2's frames
+    // sent to h3's port.
+    let misdeliver = topology(false).replace(
+        &format!("FORWARD EDGE px ANY {} px h2", guest_mac(2)),
+        &format!("FORWARD EDGE px ANY {} px h3", guest_mac(2)),
+    );
+    std::fs::write(o.file("mis.vnet"), misdeliver).unwrap();
+    let out = o.ctl(&["apply", &o.path("mis.vnet"), "--proxy", "px"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused"),
+        "{out:?}"
+    );
+
+    // Garbage, forged and replayed datagrams on the Proxy's link port: capture one real
+    // datagram from h1 on the underlay's loopback, then send it again, forged and as noise.
+    let captured = o.underlay.thread(|| {
+        let sock = PacketSocket::open("lo");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let Some((frame, _)) = sock.recv(Duration::from_millis(100)) else {
+                continue;
+            };
+            // Ethernet (14) + IPv4 (20) + UDP (8); from port 5401 to 5400.
+            if frame.len() > 42 + 24
+                && frame[23] == 17
+                && frame[34..36] == 5401u16.to_be_bytes()
+                && frame[36..38] == 5400u16.to_be_bytes()
+            {
+                return Some(frame[42..].to_vec());
+            }
+        }
+        None
+    });
+    o.ping_ok(1, &guest_ip(2), &["-c", "3", "-i", "0.1", "-W", "2"]);
+    let datagram = captured
+        .join()
+        .unwrap()
+        .expect("captured a datagram from h1 to px");
+    let drops_before = o.stats("px");
+    o.underlay
+        .thread(move || {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.send_to(&datagram, "127.0.0.1:5400").unwrap(); // replayed
+            let mut forged = datagram.clone();
+            let seq = u64::from_be_bytes(forged[12..20].try_into().unwrap());
+            forged[12..20].copy_from_slice(&(seq + 100_000).to_be_bytes());
+            s.send_to(&forged, "127.0.0.1:5400").unwrap(); // new sequence number, old tag
+            for n in [0usize, 1, 23, 24, 100, 1500] {
+                s.send_to(&vec![0x5a; n], "127.0.0.1:5400").unwrap(); // noise
+            }
+        })
+        .join()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = o.stats("px");
+    let h1 = |s: &Stats| {
+        s.links
+            .iter()
+            .find(|l| l.info.as_ref().is_some_and(|i| i.peer.as_str() == "h1"))
+            .map(|l| l.drops.clone())
+            .unwrap_or_default()
+    };
+    let grew = |map: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>, reason: &str| {
+        map.get(reason).copied().unwrap_or(0) > before.get(reason).copied().unwrap_or(0)
+    };
+    assert!(
+        grew(&h1(&after), &h1(&drops_before), "replayed"),
+        "{:?}",
+        h1(&after)
+    );
+    assert!(
+        grew(&h1(&after), &h1(&drops_before), "bad-tag"),
+        "{:?}",
+        h1(&after)
+    );
+    assert!(
+        grew(&after.drops, &drops_before.drops, "malformed"),
+        "{:?}",
+        after.drops
+    );
+
+    // An oversized frame from a guest (its MTU raised past what the overlay carries).
+    o.guests[0].run(&["ip", "link", "set", "eth0", "mtu", "4000"]);
+    let src = mac_bytes(&guest_mac(1));
+    let dst = mac_bytes(&guest_mac(2));
+    o.guests[0]
+        .thread(move || {
+            PacketSocket::open("eth0").send(&marked_frame(dst, src, *b"toolarge", 3000))
+        })
+        .join()
+        .unwrap();
+    // And a frame with a spoofed source.
+    o.guests[0]
+        .thread(move || {
+            PacketSocket::open("eth0").send(&marked_frame(
+                dst,
+                [2, 0, 0, 0, 0, 0x66],
+                *b"spoofed!",
+                60,
+            ))
+        })
+        .join()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let port = o
+        .stats("h1")
+        .ports
+        .into_iter()
+        .find(|p| p.name.as_str() == "vm1")
+        .unwrap();
+    assert_eq!(port.drops.get("oversized"), Some(&1), "{:?}", port.drops);
+    assert_eq!(port.drops.get("source-guard"), Some(&1), "{:?}", port.drops);
+    o.guests[0].run(&["ip", "link", "set", "eth0", "mtu", "1500"]);
+
+    // Everyone still serves, and frames still flow.
+    for d in ["px", "h1", "h2", "h3"] {
+        o.ctl_ok(&["info", &format!("{d}:{}", port_of(d))]);
+    }
+    o.ping_ok(1, &guest_ip(2), &["-c", "2", "-i", "0.1", "-W", "2"]);
+    // Metrics are served too.
+    let metrics = o
+        .underlay
+        .thread(|| {
+            let mut s = TcpStream::connect("127.0.0.1:9540").expect("metrics port");
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            let mut text = String::new();
+            s.read_to_string(&mut text).unwrap();
+            text
+        })
+        .join()
+        .unwrap();
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    assert!(
+        metrics.contains("vnetd_link_up{daemon=\"px\",peer=\"h1\",kind=\"udp\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vnetd_relayed_frames_total{daemon=\"px\",cast=\"unicast\"}"),
+        "{metrics}"
+    );
+}
