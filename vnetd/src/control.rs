@@ -194,6 +194,26 @@ pub enum PortKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         netns: Option<PathBuf>,
     },
+    /// An existing interface, captured (promiscuous, inbound only) and injected into with
+    /// libpcap: the papers' way, for any hypervisor or container. Detaching leaves the
+    /// interface as it was.
+    Pcap {
+        /// The interface's name.
+        device: String,
+        /// The namespace it lives in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        netns: Option<PathBuf>,
+    },
+    /// A unix datagram socket bound at `path`, one frame per datagram (QEMU's `-netdev
+    /// dgram`, the project's VMM): frames go to `peer` if given, else to whoever sent the
+    /// first frame.
+    Unix {
+        /// Where the daemon binds.
+        path: PathBuf,
+        /// The guest's socket.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<PathBuf>,
+    },
 }
 
 impl fmt::Display for PortKind {
@@ -207,6 +227,19 @@ impl fmt::Display for PortKind {
                 ifname,
                 netns: Some(ns),
             } => write!(f, "tap {ifname} in {}", ns.display()),
+            PortKind::Pcap {
+                device,
+                netns: None,
+            } => write!(f, "pcap {device}"),
+            PortKind::Pcap {
+                device,
+                netns: Some(ns),
+            } => write!(f, "pcap {device} in {}", ns.display()),
+            PortKind::Unix { path, peer: None } => write!(f, "unix {}", path.display()),
+            PortKind::Unix {
+                path,
+                peer: Some(peer),
+            } => write!(f, "unix {} to {}", path.display(), peer.display()),
         }
     }
 }

@@ -998,3 +998,138 @@ fn bad_input_gets_a_clear_error_or_a_counted_drop_and_the_daemon_keeps_serving()
         "{metrics}"
     );
 }
+
+/// An ARP request from `mac`/`ip` for `target`.
+fn arp_request(mac: [u8; 6], ip: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target);
+    f.resize(60, 0);
+    f
+}
+
+#[test]
+#[ignore = "needs root: creates network namespaces"]
+fn pcap_and_unix_ports_carry_guests_frames() {
+    let o = Overlay::new("p");
+    // vm4: a veth pair in its own namespace; h2 captures and injects on the far end (`p4`)
+    // with libpcap, as for a guest of any hypervisor.
+    let vm4 = Netns::new(format!("{}-g4", o.underlay.name.trim_end_matches("-ul")));
+    vm4.run(&[
+        "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "p4",
+    ]);
+    vm4.run(&["ip", "link", "set", "eth0", "address", &guest_mac(4), "up"]);
+    vm4.run(&["ip", "link", "set", "p4", "up"]);
+    vm4.run(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{}/24", guest_ip(4)),
+        "dev",
+        "eth0",
+    ]);
+    let netns = vm4.path.display().to_string();
+    o.ctl_ok(&[
+        "attach-port",
+        "h2:5402",
+        "vm4",
+        "--pcap",
+        "p4",
+        "--netns",
+        &netns,
+        "--mac",
+        &guest_mac(4),
+    ]);
+    // vm5: a unix datagram socket, as QEMU's `-netdev dgram` or the project's VMM uses.
+    let (guest_sock, port_sock) = (o.file("vm5.sock"), o.file("h3-vm5.sock"));
+    let guest = std::os::unix::net::UnixDatagram::bind(&guest_sock).expect("bind guest socket");
+    guest
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let (gs, ps) = (
+        guest_sock.display().to_string(),
+        port_sock.display().to_string(),
+    );
+    o.ctl_ok(&[
+        "attach-port",
+        "h3:5403",
+        "vm5",
+        "--unix",
+        &ps,
+        "--unix-peer",
+        &gs,
+        "--mac",
+        &guest_mac(5),
+    ]);
+    for (daemon, port, mac) in [
+        ("h2:5402", "vm4", guest_mac(4)),
+        ("h3:5403", "vm5", guest_mac(5)),
+    ] {
+        o.ctl_ok(&[
+            "add-rule", daemon, "--src", "any", "--dst", &mac, "--port", port,
+        ]);
+        let host = &daemon[..2];
+        o.ctl_ok(&[
+            "add-rule", "px:5400", "--src", "any", "--dst", &mac, "--link", host,
+        ]);
+    }
+    let interfaces = o.ctl_ok(&["list-interfaces", "h2:5402"]);
+    assert!(interfaces.contains("pcap p4"), "{interfaces}");
+    // The pcap guest and a TAP guest on another host ping each other.
+    o.ping_ok(
+        1,
+        &guest_ip(4),
+        &["-c", "3", "-i", "0.1", "-W", "2", "-M", "do", "-s", "1472"],
+    );
+    let out = vm4.output(&[
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        "2",
+        "-i",
+        "0.1",
+        "-W",
+        "2",
+        &guest_ip(3),
+    ]);
+    assert!(out.status.success(), "vm4 -> vm3: {out:?}");
+    // The unix guest asks vm1 who it is (ARP, a broadcast) and gets the answer back over
+    // the overlay, as a datagram.
+    let request = arp_request(mac_bytes(&guest_mac(5)), [10, 77, 0, 5], [10, 77, 0, 1]);
+    let mut reply = None;
+    for _ in 0..10 {
+        guest
+            .send_to(&request, &port_sock)
+            .expect("send to the port");
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = guest.recv(&mut buf) {
+            let frame = &buf[..n];
+            if frame.len() >= 42 && frame[12..14] == [0x08, 0x06] && frame[20..22] == [0, 2] {
+                reply = Some(frame.to_vec());
+            }
+        }
+        if reply.is_some() {
+            break;
+        }
+    }
+    let reply = reply.expect("no ARP reply from vm1 reached the unix guest");
+    assert_eq!(
+        reply[0..6],
+        mac_bytes(&guest_mac(5)),
+        "reply not addressed to vm5"
+    );
+    assert_eq!(reply[6..12], mac_bytes(&guest_mac(1)), "reply not from vm1");
+    o.ctl_ok(&["detach-port", "h3:5403", "vm5"]);
+    assert!(
+        !port_sock.exists(),
+        "the unix port's socket file stayed after detach"
+    );
+    o.ctl_ok(&["detach-port", "h2:5402", "vm4"]);
+    vm4.run(&["ip", "link", "show", "p4"]);
+}

@@ -220,17 +220,27 @@ enum Command {
         millis: u64,
     },
     /// Attach a port: a TAP device the daemon creates (persistent, so it outlives daemon
-    /// restarts), in its own namespace or in --netns.
+    /// restarts), an existing interface through libpcap, or a unix datagram socket.
+    #[command(group(clap::ArgGroup::new("device").required(true).args(["tap", "pcap", "unix"])))]
     AttachPort {
         /// The daemon, NAME[:PORT].
         daemon: String,
         /// The port's name (INTERFACE rules use it).
         port: Name,
-        /// The TAP interface's name.
+        /// A TAP device of this name, created by the daemon.
         #[arg(long, value_name = "IFNAME")]
-        tap: String,
-        /// The network namespace to create it in, e.g. /run/netns/guest1.
+        tap: Option<String>,
+        /// An existing interface, captured and injected into with libpcap (promiscuous).
+        #[arg(long, value_name = "IFNAME")]
+        pcap: Option<String>,
+        /// A unix datagram socket the daemon binds at this path, one frame per datagram.
         #[arg(long, value_name = "PATH")]
+        unix: Option<PathBuf>,
+        /// With --unix: the guest's socket (else the first sender's).
+        #[arg(long, value_name = "PATH", requires = "unix")]
+        unix_peer: Option<PathBuf>,
+        /// The network namespace of the TAP or pcap interface, e.g. /run/netns/guest1.
+        #[arg(long, value_name = "PATH", conflicts_with = "unix")]
         netns: Option<PathBuf>,
         /// The guest's MAC (source guard: frames from other sources are dropped); repeat
         /// for a guest with several.
@@ -546,16 +556,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             daemon,
             port,
             tap,
+            pcap,
+            unix,
+            unix_peer,
             netns,
             macs,
             lan,
         } => {
-            let spec = PortSpec {
-                name: port.clone(),
-                kind: PortKind::Tap {
-                    ifname: tap.clone(),
+            let kind = match (tap, pcap, unix) {
+                (Some(ifname), _, _) => PortKind::Tap {
+                    ifname: ifname.clone(),
                     netns: netns.clone(),
                 },
+                (None, Some(device), _) => PortKind::Pcap {
+                    device: device.clone(),
+                    netns: netns.clone(),
+                },
+                (None, None, Some(path)) => PortKind::Unix {
+                    path: path.clone(),
+                    peer: unix_peer.clone(),
+                },
+                (None, None, None) => anyhow::bail!("give --tap, --pcap or --unix"),
+            };
+            let spec = PortSpec {
+                name: port.clone(),
+                kind,
                 macs: macs.clone(),
                 lan: *lan,
             };

@@ -42,6 +42,7 @@
 //! daemon re-opens them by name. Peers notice the new session in its first hello and bring
 //! their links up again (see [`crate::peer`], "Restarts").
 
+mod device;
 mod metrics;
 pub mod server;
 pub mod state;
@@ -64,8 +65,8 @@ use crate::control::{
     Traffic,
 };
 use crate::forward::{Decision, Ingress, IngressId, Out, Role, Table};
-use crate::io::tap::{LinkSettings, Tap, TapError};
 use crate::io::udp::{RecvBatch, UdpSocket};
+use crate::io::unix::FrameBatch;
 use crate::model::{LinkKind, Mac, Name, Target};
 use crate::peer::{Event, Initiative, Peer, PeerConfig, State, Transmit};
 use crate::wire::{
@@ -74,6 +75,7 @@ use crate::wire::{
     DEFAULT_MAX_FRAME_LEN,
 };
 
+use device::{Device, Read, Wrote};
 pub use metrics::render as render_metrics;
 pub use state::{Saved, SavedLink, StateError};
 
@@ -152,7 +154,7 @@ struct LinkEnd {
 #[derive(Debug)]
 struct Port {
     spec: PortSpec,
-    dev: Option<Tap>,
+    dev: Option<Device>,
     error: Option<String>,
     ingress: Option<IngressId>,
     stats: PortStats,
@@ -209,6 +211,7 @@ pub struct Daemon {
     saved: Saved,
     start: Instant,
     recv: Option<RecvBatch>,
+    unix_batch: Option<FrameBatch>,
     scratch: Vec<u8>,
     wake: UnixDatagram,
     config_bound_ms: Option<u64>,
@@ -317,6 +320,7 @@ impl Daemon {
             saved: saved.clone(),
             start: Instant::now(),
             recv: Some(recv),
+            unix_batch: FrameBatch::new(BATCH, crate::io::tap::MAX_FRAME).ok(),
             scratch: vec![0; crate::io::tap::MAX_FRAME],
             wake: wake_rx,
             config_bound_ms: saved.config_bound_ms,
@@ -647,43 +651,68 @@ impl Daemon {
     /// Reads up to [`BATCH`] frames from port `slot` and forwards them.
     fn read_port(&mut self, slot: usize) {
         let mut scratch = std::mem::take(&mut self.scratch);
+        if let Some(mut batch) = self.unix_batch.take() {
+            let read = self
+                .plane
+                .ports
+                .get_mut(slot)
+                .and_then(Option::as_mut)
+                .and_then(|p| p.dev.as_mut())
+                .and_then(|dev| dev.read_batch(&mut batch));
+            match read {
+                Some(Ok(n)) => {
+                    for i in 0..n {
+                        let Some(frame) = batch.get(i) else { continue };
+                        let len = frame.len();
+                        if let Some(dst) = scratch.get_mut(..len) {
+                            dst.copy_from_slice(frame);
+                            self.port_frame(slot, &scratch[..len]);
+                        }
+                    }
+                }
+                Some(Err(e)) => warn!(slot, "unix port: {e}"),
+                None => {}
+            }
+            self.unix_batch = Some(batch);
+        }
         for _ in 0..BATCH {
             let Some(port) = self.plane.ports.get_mut(slot).and_then(Option::as_mut) else {
                 break;
             };
-            let Some(dev) = port.dev.as_ref() else {
+            let Some(dev) = port.dev.as_mut() else {
                 break;
             };
-            let len = match dev.read_frame(&mut scratch) {
-                Ok(len) => len,
-                Err(TapError::WouldBlock) => break,
-                Err(TapError::Truncated { .. }) => {
-                    count(&mut port.stats.drops, "truncated");
-                    continue;
-                }
-                Err(e) => {
+            match dev.read(&mut scratch) {
+                Read::Frame(len) => self.port_frame(slot, &scratch[..len]),
+                Read::Empty => break,
+                Read::Truncated => count(&mut port.stats.drops, "truncated"),
+                Read::Failed(e) => {
                     warn!(port = %port.spec.name, "read: {e}");
                     break;
                 }
-            };
-            let frame = &scratch[..len];
-            port.stats.rx.count(len);
-            if len < crate::wire::ETH_HEADER_LEN {
-                count(&mut port.stats.drops, "runt");
-                continue;
             }
-            if len > DEFAULT_MAX_FRAME_LEN {
-                count(&mut port.stats.drops, "oversized");
-                continue;
-            }
-            let src = mac_at(frame, 6);
-            if src.is_group() || (!port.spec.lan && !port.spec.macs.contains(&src)) {
-                count(&mut port.stats.drops, "source-guard");
-                continue;
-            }
-            self.forward(From::Port(slot), frame);
         }
         self.scratch = scratch;
+    }
+
+    /// One frame from port `slot`: the port's checks, then forwarding.
+    fn port_frame(&mut self, slot: usize, frame: &[u8]) {
+        let Some(port) = self.plane.ports.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let len = frame.len();
+        port.stats.rx.count(len);
+        if len < crate::wire::ETH_HEADER_LEN {
+            return count(&mut port.stats.drops, "runt");
+        }
+        if len > DEFAULT_MAX_FRAME_LEN {
+            return count(&mut port.stats.drops, "oversized");
+        }
+        let src = mac_at(frame, 6);
+        if src.is_group() || (!port.spec.lan && !port.spec.macs.contains(&src)) {
+            return count(&mut port.stats.drops, "source-guard");
+        }
+        self.forward(From::Port(slot), frame);
     }
 
     /// Decides and sends one frame.
@@ -981,7 +1010,7 @@ impl Daemon {
     /// Opens a port's device and registers it; a port that fails to open is registered
     /// with its error (the caller of a fresh attach removes it again).
     fn attach_port(&mut self, spec: PortSpec) {
-        let (dev, error) = match open_port(&spec) {
+        let (dev, error) = match Device::open(&spec) {
             Ok(dev) => (Some(dev), None),
             Err(e) => {
                 warn!(port = %spec.name, "cannot attach: {e}");
@@ -1075,28 +1104,10 @@ fn check_port(spec: &PortSpec) -> Result<(), String> {
         ));
     }
     match &spec.kind {
-        PortKind::Tap { ifname, .. } => {
+        PortKind::Tap { ifname, .. } | PortKind::Pcap { device: ifname, .. } => {
             crate::io::tap::validate_ifname(ifname).map_err(|e| e.to_string())
         }
-    }
-}
-
-/// Opens (or re-opens, after a restart) a port's device and brings it up.
-fn open_port(spec: &PortSpec) -> Result<Tap, TapError> {
-    match &spec.kind {
-        PortKind::Tap { ifname, netns } => {
-            let (tap, _existed) = Tap::open_or_create_persistent(netns.as_deref(), ifname)?;
-            tap.configure(&LinkSettings {
-                mac: if spec.lan {
-                    None
-                } else {
-                    spec.macs.first().copied()
-                },
-                mtu: Some(GUEST_MTU),
-                up: Some(true),
-            })?;
-            Ok(tap)
-        }
+        PortKind::Unix { .. } => Ok(()),
     }
 }
 
@@ -1114,10 +1125,10 @@ impl Plane {
                 let Some(dev) = port.dev.as_ref() else {
                     return count(&mut port.stats.drops, "not-attached");
                 };
-                match dev.write_frame(frame) {
-                    Ok(()) => port.stats.tx.count(frame.len()),
-                    Err(TapError::WouldBlock) => count(&mut port.stats.drops, "device-full"),
-                    Err(_) => count(&mut port.stats.drops, "write-failed"),
+                match dev.write(frame) {
+                    Wrote::Ok => port.stats.tx.count(frame.len()),
+                    Wrote::Full => count(&mut port.stats.drops, "device-full"),
+                    Wrote::Failed => count(&mut port.stats.drops, "write-failed"),
                 }
             }
             Out::Link(name) => {
