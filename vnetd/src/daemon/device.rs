@@ -15,7 +15,8 @@ use super::GUEST_MTU;
 pub(super) enum Device {
     Tap(Tap),
     Pcap(PcapPort),
-    Unix(UnixPort),
+    /// Boxed: a unix port holds its peer's address, 110 bytes, twice.
+    Unix(Box<UnixPort>),
 }
 
 /// What one read gave.
@@ -62,7 +63,7 @@ impl Device {
                 .map(Device::Pcap)
                 .map_err(|e| e.to_string()),
             PortKind::Unix { path, peer } => UnixPort::bind(path, peer.as_deref())
-                .map(Device::Unix)
+                .map(|port| Device::Unix(Box::new(port)))
                 .map_err(|e| e.to_string()),
         }
     }
