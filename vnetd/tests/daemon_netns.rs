@@ -1133,3 +1133,87 @@ fn pcap_and_unix_ports_carry_guests_frames() {
     o.ctl_ok(&["detach-port", "h2:5402", "vm4"]);
     vm4.run(&["ip", "link", "show", "p4"]);
 }
+
+#[test]
+#[ignore = "needs root: creates network namespaces"]
+fn a_tcp_fast_path_carries_full_frames_and_falls_back_when_cut() {
+    let o = Overlay::new("t");
+    let tcp = topology(true).replace("LINK UDP h1 h1 h2", "LINK TCP h1 h1 h2");
+    std::fs::write(o.file("tcp.vnet"), tcp).unwrap();
+    o.ctl_ok(&["apply", "-q", &o.path("tcp.vnet"), "--proxy", "px"]);
+    o.ctl_ok(&["wait-up", &o.path("tcp.vnet"), "--for", "5"]);
+    let links = o.ctl_ok(&["list-links", "h1:5401"]);
+    assert!(
+        links
+            .lines()
+            .any(|l| l.starts_with("h2") && l.contains("tcp") && l.contains("up")),
+        "{links}"
+    );
+    let before = o.relayed();
+    o.ping_ok(
+        1,
+        &guest_ip(2),
+        &["-c", "5", "-i", "0.05", "-W", "2", "-M", "do", "-s", "1472"],
+    );
+    o.ping_ok(2, &guest_ip(1), &["-c", "5", "-i", "0.05", "-W", "2"]);
+    assert_eq!(
+        o.relayed(),
+        before,
+        "vm1-vm2 traffic still crosses the Proxy"
+    );
+    let route = o.ctl_ok(&[
+        "route",
+        &o.path("tcp.vnet"),
+        &guest_mac(1),
+        &guest_mac(2),
+        "--proxy",
+        "px",
+        "--live",
+    ]);
+    assert!(route.contains("h1 --tcp--> h2"), "{route}");
+    // Cut the TCP connection's packets (both ways): the link dies and traffic falls back.
+    let mut nft = o
+        .underlay
+        .command(&["nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"table inet cut {
+        chain out {
+            type filter hook output priority 0;
+            tcp sport 5402 tcp dport != 5400 drop
+            tcp dport 5402 tcp sport != 5400 drop
+        }
+    }\n",
+        )
+        .unwrap();
+    assert!(nft.wait().unwrap().success());
+    let cut = Instant::now();
+    let pinger = o.guests[0]
+        .command(&["ping", "-n", "-q", "-i", "0.02", "-w", "5", &guest_ip(2)])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let at_cut = o.relayed();
+    loop {
+        if o.relayed() > at_cut + 5 {
+            break;
+        }
+        assert!(
+            cut.elapsed() < Duration::from_secs(4),
+            "no fallback to the star after 4 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "TCP fast path: fallback {:.0} ms after the cut",
+        cut.elapsed().as_secs_f64() * 1000.0
+    );
+    assert!(cut.elapsed() <= Duration::from_secs(2));
+    let mut pinger = pinger;
+    let _ = pinger.wait();
+}

@@ -46,6 +46,7 @@ mod device;
 mod metrics;
 pub mod server;
 pub mod state;
+mod tcp;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -78,6 +79,7 @@ use crate::wire::{
 use device::{Device, Read, Wrote};
 pub use metrics::render as render_metrics;
 pub use state::{Saved, SavedLink, StateError};
+use tcp::TcpConn;
 
 /// Frames read from one port, or datagram batches from the socket, per wake-up, so that one
 /// busy source cannot starve the others.
@@ -103,13 +105,24 @@ pub struct Config {
     pub underlay_mtu: usize,
 }
 
-/// A request from a control or metrics thread, with the channel its answer goes back on.
+/// What the control and metrics threads hand the data plane.
 #[derive(Debug)]
-pub struct Command {
-    /// What is asked.
-    pub request: Request,
-    /// Where the answer goes.
-    pub reply: mpsc::SyncSender<Response>,
+pub enum Command {
+    /// A request, with the channel its answer goes back on.
+    Control {
+        /// What is asked.
+        request: Request,
+        /// Where the answer goes.
+        reply: mpsc::SyncSender<Response>,
+    },
+    /// A connection that a peer daemon opened for a TCP link (see [`tcp`]), with the bytes
+    /// the control server had read past its preamble.
+    TcpLink {
+        /// The connection.
+        stream: std::net::TcpStream,
+        /// Bytes already read from it.
+        buffered: Vec<u8>,
+    },
 }
 
 /// Why a daemon could not start.
@@ -147,6 +160,8 @@ struct LinkEnd {
     ingress: Option<IngressId>,
     /// The peer's current and previous session ids, as keys of `Plane::sessions`.
     sessions: [Option<u64>; 2],
+    /// A TCP link's connection, when it has one.
+    tcp: Option<TcpConn>,
     stats: LinkStats,
 }
 
@@ -196,6 +211,10 @@ struct Plane {
     port_slots: BTreeMap<Name, usize>,
     outbox: Outbox,
     control_buf: Vec<u8>,
+    /// TCP connections whose first record has not told whose link they are.
+    pending: Vec<TcpConn>,
+    /// Where a frame for a TCP link is sealed.
+    tcp_buf: Vec<u8>,
     max_datagram: usize,
     relayed_unicast: Traffic,
     relayed_group: Traffic,
@@ -212,6 +231,8 @@ pub struct Daemon {
     start: Instant,
     recv: Option<RecvBatch>,
     unix_batch: Option<FrameBatch>,
+    /// One TCP record at a time, copied out of its connection.
+    record: Vec<u8>,
     scratch: Vec<u8>,
     wake: UnixDatagram,
     config_bound_ms: Option<u64>,
@@ -247,6 +268,19 @@ fn mac_at(frame: &[u8], at: usize) -> Mac {
         mac.copy_from_slice(bytes);
     }
     Mac(mac)
+}
+
+/// What one poll found ready.
+#[derive(Debug)]
+struct Ready {
+    wake: bool,
+    udp: bool,
+    /// Readable ports, by slot.
+    ports: Vec<usize>,
+    /// TCP connections of links, by slot, with whether readable and writable.
+    links: Vec<(usize, bool, bool)>,
+    /// Readable pending TCP connections, by index.
+    pending: Vec<usize>,
 }
 
 /// Where a frame came from.
@@ -307,6 +341,8 @@ impl Daemon {
             port_slots: BTreeMap::new(),
             outbox: Outbox::new(),
             control_buf: vec![0; 2048],
+            pending: Vec::new(),
+            tcp_buf: vec![0; crate::wire::MAX_DATAGRAM + 64],
             max_datagram,
             relayed_unicast: Traffic::default(),
             relayed_group: Traffic::default(),
@@ -321,6 +357,7 @@ impl Daemon {
             start: Instant::now(),
             recv: Some(recv),
             unix_batch: FrameBatch::new(BATCH, crate::io::tap::MAX_FRAME).ok(),
+            record: Vec::new(),
             scratch: vec![0; crate::io::tap::MAX_FRAME],
             wake: wake_rx,
             config_bound_ms: saved.config_bound_ms,
@@ -371,7 +408,7 @@ impl Daemon {
                 .next_deadline()
                 .map_or(Duration::from_millis(500), |t| t.saturating_sub(now))
                 .min(Duration::from_millis(500));
-            let (wake, udp, ready_ports) = match self.wait(timeout) {
+            let ready = match self.wait(timeout) {
                 Ok(ready) => ready,
                 Err(e) => {
                     warn!("poll: {e}");
@@ -379,38 +416,73 @@ impl Daemon {
                     continue;
                 }
             };
-            if wake {
+            if ready.wake {
                 let mut byte = [0u8; 64];
                 while self.wake.recv(&mut byte).is_ok() {}
                 while let Ok(command) = commands.try_recv() {
-                    let response = self.handle(command.request);
-                    let _ = command.reply.send(response);
+                    match command {
+                        Command::Control { request, reply } => {
+                            let _ = reply.send(self.handle(request));
+                        }
+                        Command::TcpLink { stream, buffered } => {
+                            match TcpConn::accepted(stream, &buffered) {
+                                Ok(conn) => self.plane.pending.push(conn),
+                                Err(e) => warn!("TCP link connection: {e}"),
+                            }
+                        }
+                    }
                 }
+                // A handed-over connection may hold records already.
+                self.serve_pending(&[], self.now());
             }
-            if udp {
+            if ready.udp {
                 self.receive_datagrams();
             }
-            for slot in ready_ports {
+            for slot in ready.ports {
                 self.read_port(slot);
+            }
+            let now = self.now();
+            for (slot, readable, writable) in ready.links {
+                self.link_tcp(slot, readable, writable, now);
+            }
+            if !ready.pending.is_empty() {
+                self.serve_pending(&ready.pending, now);
             }
             self.plane.flush();
         }
         info!("stopping; state is saved, ports stay for the next start");
     }
 
-    /// Polls the wake-up socket, the link socket and every attached port; says which are
-    /// readable (ports by slot).
-    fn wait(&self, timeout: Duration) -> nix::Result<(bool, bool, Vec<usize>)> {
-        let mut slots = Vec::new();
+    /// Polls the wake-up socket, the link socket, every attached port and every TCP
+    /// connection; says which are ready.
+    fn wait(&self, timeout: Duration) -> nix::Result<Ready> {
         let mut fds = vec![
             PollFd::new(self.wake.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.plane.udp.as_std().as_fd(), PollFlags::POLLIN),
         ];
+        let mut ports = Vec::new();
         for (slot, port) in self.plane.ports.iter().enumerate() {
             if let Some(dev) = port.as_ref().and_then(|p| p.dev.as_ref()) {
                 fds.push(PollFd::new(dev.as_fd(), PollFlags::POLLIN));
-                slots.push(slot);
+                ports.push(slot);
             }
+        }
+        let interest = |conn: &TcpConn| {
+            if conn.wants_write() {
+                PollFlags::POLLIN | PollFlags::POLLOUT
+            } else {
+                PollFlags::POLLIN
+            }
+        };
+        let mut links = Vec::new();
+        for (slot, link) in self.plane.links.iter().enumerate() {
+            if let Some(conn) = link.as_ref().and_then(|l| l.tcp.as_ref()) {
+                fds.push(PollFd::new(conn.as_fd(), interest(conn)));
+                links.push(slot);
+            }
+        }
+        for conn in &self.plane.pending {
+            fds.push(PollFd::new(conn.as_fd(), interest(conn)));
         }
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(500);
         // Round up, so that a deadline 0.4 ms away is not polled for 0 ms in a loop.
@@ -423,19 +495,35 @@ impl Daemon {
             &mut fds,
             PollTimeout::try_from(ms).unwrap_or(PollTimeout::NONE),
         )?;
-        let readable = |fd: &PollFd| {
-            fd.revents()
-                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
-        };
-        let wake = readable(&fds[0]);
-        let udp = readable(&fds[1]);
-        let ready = fds[2..]
-            .iter()
-            .zip(slots)
-            .filter(|(fd, _)| readable(fd))
-            .map(|(_, slot)| slot)
-            .collect();
-        Ok((wake, udp, ready))
+        let got = |fd: &PollFd, flags: PollFlags| fd.revents().is_some_and(|r| r.intersects(flags));
+        let error = PollFlags::POLLERR | PollFlags::POLLHUP;
+        let readable = |fd: &PollFd| got(fd, PollFlags::POLLIN | error);
+        let writable = |fd: &PollFd| got(fd, PollFlags::POLLOUT | error);
+        let (first, rest) = fds.split_at(2);
+        let (port_fds, rest) = rest.split_at(ports.len());
+        let (link_fds, pending_fds) = rest.split_at(links.len());
+        Ok(Ready {
+            wake: readable(&first[0]),
+            udp: readable(&first[1]),
+            ports: port_fds
+                .iter()
+                .zip(ports)
+                .filter(|(fd, _)| readable(fd))
+                .map(|(_, slot)| slot)
+                .collect(),
+            links: link_fds
+                .iter()
+                .zip(links)
+                .filter(|(fd, _)| readable(fd) || writable(fd))
+                .map(|(fd, slot)| (slot, readable(fd), writable(fd)))
+                .collect(),
+            pending: pending_fds
+                .iter()
+                .enumerate()
+                .filter(|(_, fd)| readable(fd))
+                .map(|(i, _)| i)
+                .collect(),
+        })
     }
 
     /// The earliest timer of any link.
@@ -475,6 +563,7 @@ impl Daemon {
         let Some(link) = plane.links.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
+        let mut failed = false;
         while let Some(transmit) = link.peer.poll_transmit(now) {
             let buf = &mut plane.control_buf;
             let sealed = match transmit {
@@ -484,14 +573,24 @@ impl Daemon {
                     link.tx.keepalive_echo(sent_at, probe_len, buf)
                 }
             };
-            match (sealed, link.remote) {
-                (Ok(len), Some(dest)) => match plane.udp.send_batch(&[(dest, &buf[..len])]) {
-                    Ok(1) => link.stats.control_tx += 1,
-                    Ok(_) => count(&mut link.stats.drops, "send-full"),
-                    Err(_) => count(&mut link.stats.drops, "send-failed"),
-                },
-                (Ok(_), None) => count(&mut link.stats.drops, "no-address"),
-                (Err(_), _) => count(&mut link.stats.drops, "seal-failed"),
+            match (sealed, link.kind, link.remote) {
+                (Ok(len), LinkKind::Tcp, _) => {
+                    match link.tcp.as_mut().map(|c| c.send(&buf[..len])) {
+                        Some(Ok(true)) => link.stats.control_tx += 1,
+                        Some(Ok(false)) => count(&mut link.stats.drops, "send-full"),
+                        Some(Err(_)) => failed = true,
+                        None => count(&mut link.stats.drops, "no-connection"),
+                    }
+                }
+                (Ok(len), LinkKind::Udp, Some(dest)) => {
+                    match plane.udp.send_batch(&[(dest, &buf[..len])]) {
+                        Ok(1) => link.stats.control_tx += 1,
+                        Ok(_) => count(&mut link.stats.drops, "send-full"),
+                        Err(_) => count(&mut link.stats.drops, "send-failed"),
+                    }
+                }
+                (Ok(_), LinkKind::Udp, None) => count(&mut link.stats.drops, "no-address"),
+                (Err(_), _, _) => count(&mut link.stats.drops, "seal-failed"),
             }
         }
         while let Some(event) = link.peer.poll_event() {
@@ -507,8 +606,137 @@ impl Daemon {
                     link.stats.downs += 1;
                     warn!(peer = %link.name, %reason, "link down");
                 }
-                // TCP links are refused at configuration: nothing to dial.
-                Event::Reconnect => {}
+                Event::Reconnect => {
+                    link.tcp = None;
+                    match link.addr.map(TcpConn::dial) {
+                        Some(Ok(conn)) => link.tcp = Some(conn),
+                        Some(Err(e)) => {
+                            warn!(peer = %link.name, "dial: {e}");
+                            failed = true;
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+        if failed {
+            self.tcp_failed(slot, now);
+        }
+    }
+
+    /// Link `slot`'s TCP connection failed: close it and tell the liveness machine.
+    fn tcp_failed(&mut self, slot: usize, now: Duration) {
+        if let Some(link) = self.plane.links.get_mut(slot).and_then(Option::as_mut) {
+            link.tcp = None;
+            count(&mut link.stats.drops, "connection-lost");
+            link.peer.transport_failed(now);
+        }
+        self.drive(slot, now);
+    }
+
+    /// Link `slot`'s TCP connection is ready: finish its connect, write what waits, read
+    /// and handle every complete record.
+    fn link_tcp(&mut self, slot: usize, readable: bool, writable: bool, now: Duration) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut failed = false;
+        if let Some(link) = self.plane.links.get_mut(slot).and_then(Option::as_mut) {
+            if let Some(conn) = link.tcp.as_mut() {
+                if writable && conn.connecting {
+                    match conn.finish_connect() {
+                        Ok(()) => link.peer.transport_connected(now),
+                        Err(_) => failed = true,
+                    }
+                } else if writable {
+                    failed |= conn.flush().is_err();
+                }
+                if readable && !conn.connecting {
+                    failed |= conn.fill(&mut scratch).is_err();
+                }
+            }
+        }
+        self.scratch = scratch;
+        if !failed {
+            self.drive(slot, now);
+        }
+        // Records first: a peer that sent a last frame and closed gets it delivered.
+        let mut record = std::mem::take(&mut self.record);
+        loop {
+            let next = self
+                .plane
+                .links
+                .get_mut(slot)
+                .and_then(Option::as_mut)
+                .and_then(|l| l.tcp.as_mut())
+                .map(|conn| conn.next_record(&mut record));
+            match next {
+                Some(Ok(true)) => self.record(slot, &record, now),
+                Some(Ok(false)) | None => break,
+                Some(Err(_)) => {
+                    count(&mut self.plane.drops, "malformed-stream");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        self.record = record;
+        if failed {
+            self.tcp_failed(slot, now);
+        }
+    }
+
+    /// One record of link `slot`'s TCP connection.
+    fn record(&mut self, slot: usize, bytes: &[u8], now: Duration) {
+        match Datagram::new_checked(bytes) {
+            Ok(d) if d.msg_type() == MessageType::Hello => {
+                self.hello(None, d, now, Some(slot));
+            }
+            Ok(d) => self.link_datagram(slot, None, d, now),
+            Err(_) => count(&mut self.plane.drops, "malformed"),
+        }
+    }
+
+    /// Reads the pending TCP connections (those at `ready`, indices into `Plane::pending`,
+    /// from their sockets; all of them from what they buffered): one whose first record is
+    /// an authentic hello from a peer this daemon has a TCP link to becomes that link's
+    /// connection; any other first record closes it.
+    fn serve_pending(&mut self, ready: &[usize], now: Duration) {
+        let pending = std::mem::take(&mut self.plane.pending);
+        for (i, mut conn) in pending.into_iter().enumerate() {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let filled = !ready.contains(&i) || conn.fill(&mut scratch).is_ok();
+            self.scratch = scratch;
+            if !filled {
+                continue;
+            }
+            let mut record = std::mem::take(&mut self.record);
+            let first = conn.next_record(&mut record);
+            let hello = match first {
+                Ok(true) => Datagram::new_checked(&record[..])
+                    .ok()
+                    .filter(|d| d.msg_type() == MessageType::Hello)
+                    .and_then(|d| open_hello(&self.plane.local, d).ok()),
+                Ok(false) => {
+                    self.record = record;
+                    self.plane.pending.push(conn);
+                    continue;
+                }
+                Err(_) => None,
+            };
+            let slot = hello.and_then(|h| self.plane.link_slots.get(h.sender()).copied());
+            let link = slot.and_then(|s| self.plane.links.get_mut(s)?.as_mut());
+            match (slot, link) {
+                (Some(slot), Some(link)) if link.kind == LinkKind::Tcp => {
+                    link.tcp = Some(conn);
+                    link.peer.transport_connected(now);
+                    self.record(slot, &record, now);
+                    self.record = record;
+                    // The rest of what it had buffered.
+                    self.link_tcp(slot, false, false, now);
+                }
+                _ => {
+                    self.record = record;
+                    count(&mut self.plane.drops, "tcp-unauthenticated");
+                }
             }
         }
     }
@@ -551,7 +779,8 @@ impl Daemon {
             Err(_) => return count(&mut self.plane.drops, "malformed"),
         };
         if datagram.msg_type() == MessageType::Hello {
-            return self.hello(source, datagram, now);
+            self.hello(Some(source), datagram, now, None);
+            return;
         }
         let raw = datagram.raw_session();
         let Some(&slot) = self.plane.sessions.get(&raw) else {
@@ -569,12 +798,26 @@ impl Daemon {
             }
             return count(&mut self.plane.drops, "unknown-session");
         };
+        self.link_datagram(slot, Some(source), datagram, now);
+    }
+
+    /// A datagram (not a hello) of link `slot`, from `source` over UDP or from its TCP
+    /// connection.
+    fn link_datagram(
+        &mut self,
+        slot: usize,
+        source: Option<SocketAddr>,
+        datagram: Datagram<&[u8]>,
+        now: Duration,
+    ) {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut frame = None;
         if let Some(link) = self.plane.links.get_mut(slot).and_then(Option::as_mut) {
             match link.rx.open(datagram, now) {
                 Ok(received) => {
-                    link.remote = Some(source);
+                    if source.is_some() {
+                        link.remote = source;
+                    }
                     match received {
                         Received::Frame { frame: f, hops } => {
                             link.peer.handle_datagram(now);
@@ -615,8 +858,15 @@ impl Daemon {
     }
 
     /// A hello: authenticated with the overlay key and the sender's name, then given to the
-    /// sender's link if this daemon has one.
-    fn hello(&mut self, source: SocketAddr, datagram: Datagram<&[u8]>, now: Duration) {
+    /// sender's link if this daemon has one (and, for a TCP connection, if it is the link
+    /// `on` the connection serves).
+    fn hello(
+        &mut self,
+        source: Option<SocketAddr>,
+        datagram: Datagram<&[u8]>,
+        now: Duration,
+        on: Option<usize>,
+    ) {
         let hello = match open_hello(&self.plane.local, datagram) {
             Ok(hello) => hello,
             Err(e) => return count(&mut self.plane.drops, e.reason()),
@@ -624,6 +874,9 @@ impl Daemon {
         let Some(&slot) = self.plane.link_slots.get(hello.sender()) else {
             return count(&mut self.plane.drops, "unknown-peer");
         };
+        if on.is_some_and(|on| on != slot) {
+            return count(&mut self.plane.drops, "wrong-peer");
+        }
         let plane = &mut self.plane;
         let Some(link) = plane.links.get_mut(slot).and_then(Option::as_mut) else {
             return;
@@ -631,7 +884,9 @@ impl Daemon {
         match link.rx.accept_hello(&hello) {
             Ok(outcome) => {
                 link.stats.control_rx += 1;
-                link.remote = Some(source);
+                if source.is_some() {
+                    link.remote = source;
+                }
                 link.tx.set_peer_session(outcome.session);
                 let raw = outcome.session.get();
                 if link.sessions[0] != Some(raw) {
@@ -929,9 +1184,6 @@ impl Daemon {
         if peer == *me {
             return Err(format!("{me} cannot have a link to itself"));
         }
-        if kind == LinkKind::Tcp {
-            return Err("TCP links are not built yet: use a UDP link (the default)".to_string());
-        }
         if let Some(&slot) = self.plane.link_slots.get(&peer) {
             let Some(link) = self.plane.links[slot].as_mut() else {
                 return Err("internal: empty link slot".into());
@@ -959,8 +1211,12 @@ impl Daemon {
         };
         let config = PeerConfig::new(peer.clone(), kind, initiative).with_seed(random_u64());
         let liveness = Peer::new(config, now).map_err(|e| e.to_string())?;
-        let tx = LinkTx::new(&self.plane.local, &peer, self.plane.max_datagram)
-            .map_err(|e| e.to_string())?;
+        // A stream takes every frame whole.
+        let max_datagram = match kind {
+            LinkKind::Udp => self.plane.max_datagram,
+            LinkKind::Tcp => crate::wire::MAX_DATAGRAM,
+        };
+        let tx = LinkTx::new(&self.plane.local, &peer, max_datagram).map_err(|e| e.to_string())?;
         let rx = LinkRx::new(&self.plane.local, &peer, ReassemblyConfig::default());
         let link = LinkEnd {
             name: peer.clone(),
@@ -972,6 +1228,7 @@ impl Daemon {
             peer: liveness,
             ingress: None,
             sessions: [None, None],
+            tcp: None,
             stats: LinkStats::default(),
         };
         let slot = self.plane.links.len();
@@ -1153,6 +1410,21 @@ impl Plane {
                 let Some(link) = self.links[slot].as_mut() else {
                     return;
                 };
+                if link.kind == LinkKind::Tcp {
+                    let Some(conn) = link.tcp.as_mut().filter(|c| !c.connecting) else {
+                        return count(&mut link.stats.drops, "no-connection");
+                    };
+                    match link.tx.seal_frame(frame, hops, &mut self.tcp_buf) {
+                        Ok(sealed) => match conn.send(&self.tcp_buf[..sealed.len]) {
+                            Ok(true) => link.stats.tx.count(frame.len()),
+                            Ok(false) => count(&mut link.stats.drops, "send-full"),
+                            // Noticed, and the connection closed, when it is next polled.
+                            Err(_) => count(&mut link.stats.drops, "send-failed"),
+                        },
+                        Err(_) => count(&mut link.stats.drops, "seal-failed"),
+                    }
+                    return;
+                }
                 let Some(dest) = link.remote else {
                     return count(&mut link.stats.drops, "no-address");
                 };

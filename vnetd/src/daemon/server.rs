@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tracing::{debug, warn};
 
+use super::tcp::LINK_PREAMBLE;
 use super::{random_bytes, render_metrics, Command};
 use crate::control::{
     hex, read_line, unhex, write_line, Challenge, Proof, Request, Response, CHALLENGE_LEN,
@@ -41,6 +42,17 @@ impl Handle {
         }
     }
 
+    /// Hands a link connection to the data plane.
+    fn hand_over(&self, stream: TcpStream, buffered: Vec<u8>) {
+        if self
+            .commands
+            .send(Command::TcpLink { stream, buffered })
+            .is_ok()
+        {
+            self.wake();
+        }
+    }
+
     /// Wakes the data plane (to notice a stop flag, say).
     pub fn wake(&self) {
         let _ = self.wake.send(&[1]);
@@ -49,7 +61,11 @@ impl Handle {
     /// Asks the data plane and waits for its answer.
     pub fn call(&self, request: Request) -> Response {
         let (reply, answer) = mpsc::sync_channel(1);
-        if self.commands.send(Command { request, reply }).is_err() {
+        if self
+            .commands
+            .send(Command::Control { request, reply })
+            .is_err()
+        {
             return Response::Error {
                 message: "the daemon is stopping".into(),
             };
@@ -105,8 +121,18 @@ fn serve_control(stream: TcpStream, key: &OverlayKey, handle: &Handle) -> std::i
             challenge: hex(&challenge),
         },
     )?;
-    let proof = read_line(&mut reader)?
-        .and_then(|line| serde_json::from_str::<Proof>(&line).ok())
+    let Some(line) = read_line(&mut reader)? else {
+        return Ok(());
+    };
+    if line == LINK_PREAMBLE {
+        // A peer daemon dialing a TCP link: the data plane authenticates its records.
+        let buffered = reader.buffer().to_vec();
+        drop(writer);
+        handle.hand_over(reader.into_inner(), buffered);
+        return Ok(());
+    }
+    let proof = serde_json::from_str::<Proof>(&line)
+        .ok()
         .and_then(|p| unhex(&p.proof));
     if !proof.is_some_and(|p| key.verify_control(&challenge, &p)) {
         warn!(%peer, "control client refused: wrong key");
