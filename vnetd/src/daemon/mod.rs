@@ -445,7 +445,7 @@ impl Daemon {
             for (slot, readable, writable) in ready.links {
                 self.link_tcp(slot, readable, writable, now);
             }
-            if !ready.pending.is_empty() {
+            if !self.plane.pending.is_empty() {
                 self.serve_pending(&ready.pending, now);
             }
             self.plane.flush();
@@ -706,6 +706,10 @@ impl Daemon {
             let filled = !ready.contains(&i) || conn.fill(&mut scratch).is_ok();
             self.scratch = scratch;
             if !filled {
+                continue;
+            }
+            if conn.age() > tcp::HELLO_TIMEOUT {
+                count(&mut self.plane.drops, "tcp-silent");
                 continue;
             }
             let mut record = std::mem::take(&mut self.record);

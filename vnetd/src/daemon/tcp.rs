@@ -30,6 +30,9 @@ use crate::wire::{ParseError, StreamDecoder, MAX_PAYLOAD_LEN};
 /// What a dialing daemon sends in answer to the control server's challenge.
 pub const LINK_PREAMBLE: &str = "{\"link\":1}";
 
+/// How long an accepted connection may stay silent before its first record (a hello).
+pub const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Bytes a connection may hold unsent before frames are dropped.
 pub const MAX_PENDING: usize = 1 << 20;
 
@@ -43,6 +46,7 @@ pub(super) struct TcpConn {
     pub(super) connecting: bool,
     /// The dialer's first line from the server (the challenge) is not a record.
     skip_line: bool,
+    opened: std::time::Instant,
 }
 
 impl TcpConn {
@@ -86,6 +90,7 @@ impl TcpConn {
             tx: Vec::new(),
             connecting: false,
             skip_line: false,
+            opened: std::time::Instant::now(),
         }
     }
 
@@ -104,6 +109,11 @@ impl TcpConn {
         preamble.append(&mut self.tx);
         self.tx = preamble;
         self.flush()
+    }
+
+    /// How long ago the connection was opened.
+    pub(super) fn age(&self) -> std::time::Duration {
+        self.opened.elapsed()
     }
 
     /// Whether there is something to write (or a connect to finish).
