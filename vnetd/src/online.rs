@@ -227,11 +227,77 @@ impl Session {
         Ok(result?)
     }
 
-    fn links(&mut self, host: &Host) -> Result<Vec<LinkInfo>, OnlineError> {
-        match self.call(&host.machine, host.port, &Request::ListLinks)? {
-            Response::Links { links } => Ok(links),
-            other => Err(unexpected(&host.machine, &other)),
-        }
+    /// Sends each daemon its requests, in order, all daemons at once (a thread each, on
+    /// its own connection). Returns, per daemon in the order given, its answers or the index
+    /// of the request that failed and why.
+    pub fn parallel(&mut self, jobs: Vec<Job>) -> Vec<(Name, JobResult)> {
+        let (key, hosts, timeout) = (&self.key, &self.hosts, self.timeout);
+        let work: Vec<(Job, Option<Client>)> = jobs
+            .into_iter()
+            .map(|job| {
+                let client = self.clients.remove(&job.daemon);
+                (job, client)
+            })
+            .collect();
+        let done: Vec<(Name, Option<Client>, JobResult)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = work
+                .into_iter()
+                .map(|(job, client)| {
+                    scope.spawn(move || {
+                        let client = match client {
+                            Some(client) => Ok(client),
+                            None => hosts
+                                .resolve(job.daemon.as_str(), job.port)
+                                .and_then(|addr| Ok(Client::connect_addr(addr, key, timeout)?)),
+                        };
+                        let mut client = match client {
+                            Ok(client) => client,
+                            Err(e) => return (job.daemon, None, Err((0, e))),
+                        };
+                        let mut answers = Vec::with_capacity(job.requests.len());
+                        for (i, request) in job.requests.iter().enumerate() {
+                            match client.call(request) {
+                                Ok(answer) => answers.push(answer),
+                                Err(e) => {
+                                    let keep = matches!(e, ControlError::Refused { .. });
+                                    let client = keep.then_some(client);
+                                    return (job.daemon, client, Err((i, e.into())));
+                                }
+                            }
+                        }
+                        (job.daemon, Some(client), Ok(answers))
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        done.into_iter()
+            .map(|(name, client, result)| {
+                if let Some(client) = client {
+                    self.clients.insert(name.clone(), client);
+                }
+                (name, result)
+            })
+            .collect()
+    }
+
+    /// Every daemon's links, asked all at once.
+    fn all_links(
+        &mut self,
+        topology: &Topology,
+    ) -> Result<Vec<(Name, Vec<LinkInfo>)>, OnlineError> {
+        let jobs = topology
+            .hosts
+            .values()
+            .map(|h| Job::new(h, vec![Request::ListLinks]))
+            .collect();
+        self.parallel(jobs)
+            .into_iter()
+            .map(|(name, result)| match result.map_err(|(_, e)| e)?.pop() {
+                Some(Response::Links { links }) => Ok((name, links)),
+                other => Err(unexpected(&name, &format!("{other:?}"))),
+            })
+            .collect()
     }
 
     /// The statistics of daemon `name` at `port`.
@@ -246,12 +312,37 @@ impl Session {
     }
 }
 
-fn unexpected(daemon: &Name, answer: &Response) -> OnlineError {
+fn unexpected(daemon: &Name, answer: &impl std::fmt::Debug) -> OnlineError {
     OnlineError::Unexpected {
         daemon: daemon.clone(),
         answer: format!("{answer:?}"),
     }
 }
+
+/// Requests for one daemon, sent in order ([`Session::parallel`]).
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The daemon.
+    pub daemon: Name,
+    /// Its control port.
+    pub port: u16,
+    /// What to send it.
+    pub requests: Vec<Request>,
+}
+
+impl Job {
+    /// `requests` for the daemon of `host`.
+    pub fn new(host: &Host, requests: Vec<Request>) -> Job {
+        Job {
+            daemon: host.machine.clone(),
+            port: host.port,
+            requests,
+        }
+    }
+}
+
+/// A daemon's answers to its [`Job`], or the index of the request that failed and why.
+pub type JobResult = Result<Vec<Response>, (usize, OnlineError)>;
 
 /// The daemons of a hosts file, as `HOST` lines with the defaults (`root`, [`DEFAULT_PORT`],
 /// `eth0`): what `show` and friends use when no topology file is given.
@@ -303,21 +394,28 @@ pub fn live(session: &mut Session, declared: &Topology) -> Result<Live, OnlineEr
     let mut live = Live::default();
     live.topology.hosts = declared.hosts.clone();
     let mut ends: BTreeMap<Link, BTreeMap<Name, String>> = BTreeMap::new();
-    for host in declared.hosts.values() {
-        for info in session.links(host)? {
-            if let Some(link) = Link::new(host.machine.clone(), info.peer.clone(), info.kind) {
+    let jobs = declared
+        .hosts
+        .values()
+        .map(|h| Job::new(h, vec![Request::ListLinks, Request::ListRules]))
+        .collect();
+    for (machine, result) in session.parallel(jobs) {
+        let answers = result.map_err(|(_, e)| e)?;
+        let (Some(Response::Links { links }), Some(Response::Rules { rules })) =
+            (answers.first(), answers.get(1))
+        else {
+            return Err(unexpected(&machine, &answers));
+        };
+        for info in links {
+            if let Some(link) = Link::new(machine.clone(), info.peer.clone(), info.kind) {
                 ends.entry(link)
                     .or_default()
-                    .insert(host.machine.clone(), info.state);
+                    .insert(machine.clone(), info.state.clone());
             }
         }
-        let rules = match session.call(&host.machine, host.port, &Request::ListRules)? {
-            Response::Rules { rules } => rules,
-            other => return Err(unexpected(&host.machine, &other)),
-        };
-        let table = live.topology.rules.entry(host.machine.clone()).or_default();
+        let table = live.topology.rules.entry(machine.clone()).or_default();
         for rule in rules {
-            table.insert((rule.src, rule.dst), rule.target);
+            table.insert((rule.src, rule.dst), rule.target.clone());
         }
     }
     for (link, states) in ends {
@@ -399,7 +497,7 @@ pub fn apply(
     let start = Instant::now();
     let mut steps: Vec<(Action, Vec<(Name, Request)>)> = Vec::new();
     for action in lang::plan(&current.topology, desired) {
-        let requests = requests_for(session.hosts(), desired, &action)?;
+        let requests = requests_for(session.hosts(), desired, proxy, &action)?;
         steps.push((action, requests));
     }
     // Half links the desired topology lacks: remove them at the end that has them.
@@ -420,42 +518,104 @@ pub fn apply(
         calls: 0,
         elapsed: Duration::ZERO,
     };
-    for (i, (action, requests)) in steps.into_iter().enumerate() {
-        let text = action.to_string();
-        progress(&text);
-        for (daemon, request) in requests {
-            let port = desired.hosts.get(&daemon).map_or(DEFAULT_PORT, |h| h.port);
-            session.call(&daemon, port, &request).map_err(|e| match e {
+    // Runs of primitives of one kind (add links, add rules, delete rules, delete links, as
+    // the plan orders them) go to all their daemons at once; each daemon gets its share in
+    // plan order, and a run starts when the one before it is done everywhere.
+    let mut index = 0;
+    while index < steps.len() {
+        let kind = phase(&steps[index].0);
+        let end = steps[index..]
+            .iter()
+            .position(|(a, _)| phase(a) != kind)
+            .map_or(steps.len(), |n| index + n);
+        let mut per_daemon: BTreeMap<Name, (Vec<Request>, Vec<usize>)> = BTreeMap::new();
+        for (i, (action, requests)) in steps[index..end].iter().enumerate() {
+            progress(&action.to_string());
+            for (daemon, request) in requests {
+                let entry = per_daemon.entry(daemon.clone()).or_default();
+                entry.0.push(request.clone());
+                entry.1.push(index + i);
+            }
+        }
+        let mut step_of: BTreeMap<Name, Vec<usize>> = BTreeMap::new();
+        let jobs = per_daemon
+            .into_iter()
+            .map(|(daemon, (requests, steps_of))| {
+                let port = desired.hosts.get(&daemon).map_or(DEFAULT_PORT, |h| h.port);
+                step_of.insert(daemon.clone(), steps_of);
+                Job {
+                    daemon,
+                    port,
+                    requests,
+                }
+            })
+            .collect();
+        let mut failure = None;
+        for (daemon, result) in session.parallel(jobs) {
+            match result {
+                Ok(answers) => report.calls += answers.len(),
+                Err((i, error)) => {
+                    report.calls += i;
+                    let step = step_of
+                        .get(&daemon)
+                        .and_then(|s| s.get(i))
+                        .copied()
+                        .unwrap_or(index);
+                    if failure.as_ref().is_none_or(|(s, _, _)| step < *s) {
+                        failure = Some((step, daemon, error));
+                    }
+                }
+            }
+        }
+        if let Some((step, daemon, error)) = failure {
+            return Err(match error {
                 OnlineError::Control(error) => OnlineError::Primitive {
-                    index: i + 1,
+                    index: step + 1,
                     total,
-                    action: text.clone(),
-                    daemon: daemon.clone(),
+                    action: steps[step].0.to_string(),
+                    daemon,
                     error: Box::new(error),
-                    index_before: i,
+                    index_before: step,
                 },
                 other => other,
-            })?;
-            report.calls += 1;
+            });
         }
-        report.actions.push(text);
+        report
+            .actions
+            .extend(steps[index..end].iter().map(|(a, _)| a.to_string()));
+        index = end;
     }
     report.elapsed = start.elapsed();
     Ok(report)
 }
 
+/// Which run of the plan a primitive belongs to (see [`apply`]).
+fn phase(action: &Action) -> (bool, bool) {
+    match action {
+        Action::Add(item) => (true, matches!(item, Item::Link(_))),
+        Action::Delete(item) => (false, matches!(item, Item::Link(_))),
+    }
+}
+
 /// The control requests that carry out one primitive: a link at both its ends (each told
-/// where the other's link socket is), a rule at its machine.
+/// where the other's link socket is; the Proxy's end first, since it waits to be called and
+/// so must know the link before the host's first hello arrives), a rule at its machine.
 fn requests_for(
     hosts: &Hosts,
     topology: &Topology,
+    proxy: &Name,
     action: &Action,
 ) -> Result<Vec<(Name, Request)>, OnlineError> {
     let port_of = |name: &Name| topology.hosts.get(name).map_or(DEFAULT_PORT, |h| h.port);
     Ok(match action {
         Action::Add(Item::Link(link)) => {
             let mut requests = Vec::new();
-            for (me, peer) in [(&link.a, &link.b), (&link.b, &link.a)] {
+            let ends = if link.b == *proxy {
+                [(&link.b, &link.a), (&link.a, &link.b)]
+            } else {
+                [(&link.a, &link.b), (&link.b, &link.a)]
+            };
+            for (me, peer) in ends {
                 let addr = hosts.resolve(peer.as_str(), port_of(peer))?;
                 requests.push((
                     me.clone(),
@@ -524,7 +684,7 @@ pub fn add_link(
     Ok(messages)
 }
 
-/// Waits until every link of `topology` is up at both ends, polling every 50 ms.
+/// Waits until every link of `topology` is up at both ends, polling every 5 ms.
 ///
 /// # Errors
 /// [`OnlineError::NotUp`] after `timeout`, naming the links still down; errors asking.
@@ -536,9 +696,9 @@ pub fn wait_up(
     let start = Instant::now();
     loop {
         let mut states: BTreeMap<(Name, Name), String> = BTreeMap::new();
-        for host in topology.hosts.values() {
-            for info in session.links(host)? {
-                states.insert((host.machine.clone(), info.peer), info.state);
+        for (machine, links) in session.all_links(topology)? {
+            for info in links {
+                states.insert((machine.clone(), info.peer), info.state);
             }
         }
         let state = |a: &Name, b: &Name| {
@@ -564,7 +724,7 @@ pub fn wait_up(
                 links: down.join(", "),
             });
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -85,6 +85,12 @@ use tcp::TcpConn;
 /// busy source cannot starve the others.
 pub const BATCH: usize = 64;
 
+/// How long a hello from a daemon without a link here is remembered (see `Plane::strangers`).
+const STRANGER_MEMORY: Duration = Duration::from_secs(5);
+
+/// At most this many such hellos are remembered.
+const MAX_STRANGERS: usize = 64;
+
 /// MTU of guest ports.
 pub const GUEST_MTU: u32 = 1500;
 
@@ -213,6 +219,8 @@ struct Plane {
     control_buf: Vec<u8>,
     /// TCP connections whose first record has not told whose link they are.
     pending: Vec<TcpConn>,
+    /// Authentic hellos from daemons this one has no link to: name, address, when.
+    strangers: Vec<(Name, SocketAddr, Duration)>,
     /// Where a frame for a TCP link is sealed.
     tcp_buf: Vec<u8>,
     max_datagram: usize,
@@ -236,6 +244,7 @@ pub struct Daemon {
     scratch: Vec<u8>,
     wake: UnixDatagram,
     config_bound_ms: Option<u64>,
+    syncer: state::Syncer,
 }
 
 fn count(map: &mut BTreeMap<String, u64>, reason: &str) {
@@ -342,6 +351,7 @@ impl Daemon {
             outbox: Outbox::new(),
             control_buf: vec![0; 2048],
             pending: Vec::new(),
+            strangers: Vec::new(),
             tcp_buf: vec![0; crate::wire::MAX_DATAGRAM + 64],
             max_datagram,
             relayed_unicast: Traffic::default(),
@@ -349,6 +359,7 @@ impl Daemon {
             drops: BTreeMap::new(),
         };
         let recv = RecvBatch::new(BATCH, 2048)?;
+        let syncer = state::Syncer::start(&config.state_dir);
         let mut daemon = Daemon {
             table: Table::new(config.role.clone(), config.name.clone()),
             config,
@@ -361,6 +372,7 @@ impl Daemon {
             scratch: vec![0; crate::io::tap::MAX_FRAME],
             wake: wake_rx,
             config_bound_ms: saved.config_bound_ms,
+            syncer,
         };
         daemon.restore(&saved);
         info!(
@@ -876,6 +888,16 @@ impl Daemon {
             Err(e) => return count(&mut self.plane.drops, e.reason()),
         };
         let Some(&slot) = self.plane.link_slots.get(hello.sender()) else {
+            // Remembered for a moment: the link is usually being configured at this end
+            // too, and then answers at once instead of at the caller's next attempt.
+            if let Some(source) = source {
+                let strangers = &mut self.plane.strangers;
+                strangers
+                    .retain(|(name, _, at)| name != hello.sender() && now < *at + STRANGER_MEMORY);
+                if strangers.len() < MAX_STRANGERS {
+                    strangers.push((hello.sender().clone(), source, now));
+                }
+            }
             return count(&mut self.plane.drops, "unknown-peer");
         };
         if on.is_some_and(|on| on != slot) {
@@ -1237,6 +1259,21 @@ impl Daemon {
         };
         let slot = self.plane.links.len();
         self.plane.links.push(Some(link));
+        // A hello from this peer that arrived before the link was configured here: answer it.
+        if let Some(i) = self
+            .plane
+            .strangers
+            .iter()
+            .position(|(name, _, at)| *name == peer && now < *at + STRANGER_MEMORY)
+        {
+            let (_, source, _) = self.plane.strangers.swap_remove(i);
+            if let Some(link) = self.plane.links[slot].as_mut() {
+                if link.kind == LinkKind::Udp {
+                    link.remote = link.remote.or(Some(source));
+                    link.peer.hello_requested(now);
+                }
+            }
+        }
         self.plane.link_slots.insert(peer, slot);
         self.drive(slot, now);
         Ok(None)
@@ -1344,7 +1381,9 @@ impl Daemon {
             .map(|p| p.spec.clone())
             .collect();
         self.saved.config_bound_ms = self.config_bound_ms;
-        state::save(&self.config.state_dir, &self.saved)
+        state::save(&self.config.state_dir, &self.saved)?;
+        self.syncer.dirty();
+        Ok(())
     }
 }
 
