@@ -75,9 +75,11 @@ extern "C" fn on_signal(_: libc::c_int) {
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VNETD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

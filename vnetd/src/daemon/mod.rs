@@ -422,6 +422,8 @@ impl Daemon {
                 .min(Duration::from_millis(500));
             let ready = match self.wait(timeout) {
                 Ok(ready) => ready,
+                // A signal (the stop signal, say): look at the flag and go on.
+                Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
                     warn!("poll: {e}");
                     std::thread::sleep(Duration::from_millis(10));

@@ -122,6 +122,7 @@ fn serve_control(stream: TcpStream, key: &OverlayKey, handle: &Handle) -> std::i
         },
     )?;
     let Some(line) = read_line(&mut reader)? else {
+        debug!(%peer, "control client left before authenticating");
         return Ok(());
     };
     if line == LINK_PREAMBLE {
