@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn testbed() -> Command {
     Command::new(env!("CARGO_BIN_EXE_testbed"))
@@ -124,7 +124,9 @@ fn assert_nothing_left(run: &str) {
     let stray: Vec<&str> = ps
         .lines()
         .filter(|l| {
-            l.contains(&format!("tb-{run}.")) || l.contains(&format!("linkemu --run {run} "))
+            l.contains(&format!("tb-{run}."))
+                || l.contains(&format!("linkemu --run {run} "))
+                || l.contains(&format!("/run/testbed/{run}/"))
         })
         .collect();
     assert!(stray.is_empty(), "processes left behind: {stray:?}");
@@ -178,23 +180,23 @@ fn all_pairs_ping(run: &Run, with_user: bool) {
     );
 }
 
-fn all_to_all(run: &Run) {
+fn all_to_all(run: &Run, kib: u64, iterations: u64) {
     let s = run.patterns(&[
         "--topology",
         "all-to-all",
         "--op",
         "exchange",
         "--size",
-        "16KiB",
+        &format!("{kib}KiB"),
         "--iterations",
-        "5",
+        &iterations.to_string(),
     ]);
     let n = run.nodes("guest").len() as u64;
     assert_eq!(s["n"], n);
     // Every rank sends one message to each other rank per iteration.
     assert_eq!(
         s["bytes_sent"].as_u64().unwrap(),
-        n * (n - 1) * 16 * 1024 * 5
+        n * (n - 1) * kib * 1024 * iterations
     );
 }
 
@@ -203,12 +205,12 @@ fn scenario_round_trip(name: &str) {
         let run = Run::up(name, &format!("t-{name}"), "direct");
         assert_eq!(run.status()["healthy"], true);
         all_pairs_ping(&run, true);
-        all_to_all(&run);
+        all_to_all(&run, 16, 5);
     }
     {
         let run = Run::up(name, &format!("t-{name}"), "vxlan");
         all_pairs_ping(&run, false);
-        all_to_all(&run);
+        all_to_all(&run, 16, 5);
     }
 }
 
@@ -234,6 +236,187 @@ fn man_direct_and_vxlan() {
 #[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
 fn wan_direct_and_vxlan() {
     scenario_round_trip("wan");
+}
+
+/// The user's machine pings every guest with full 1500-byte packets that must not be fragmented.
+fn user_pings_guests(run: &Run) {
+    let script = run
+        .nodes("guest")
+        .iter()
+        .map(|(_, ip)| {
+            format!(
+                "ping -q -c 2 -i 0.2 -W 3 -M do -s 1472 {ip} >/dev/null || echo unreachable {ip}"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let text = ok(run.exec("user", &["sh", "-c", &script]), "pings from user");
+    assert!(
+        text.trim().is_empty(),
+        "ping -M do -s 1472 from user failed: {text}"
+    );
+}
+
+/// The user's machine opens a TCP connection to `guest` and sends it 256 KiB (iperf3).
+fn user_tcp_to_guest(run: &Run, guest: &str, ip: &str) {
+    let mut server = testbed()
+        .args(["exec", &run.name, guest, "--"])
+        .args(["iperf3", "-s", "-1", "-p", "5301"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The listener needs a moment to start: retry the connection for a while.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let report: serde_json::Value = loop {
+        let out = run.exec(
+            "user",
+            &["iperf3", "-c", ip, "-p", "5301", "-n", "256K", "-J"],
+        );
+        if out.status.success() {
+            break serde_json::from_slice(&out.stdout).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no TCP connection from user to {guest} ({ip}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    // The sender wrote all of it; the receiver's count is taken when the sender is done, before
+    // the last segments in flight arrive.
+    let end = &report["end"];
+    assert_eq!(end["sum_sent"]["bytes"], 256 * 1024, "{report}");
+    assert!(
+        end["sum_received"]["bytes"].as_u64().is_some_and(|b| b > 0),
+        "{guest} received nothing: {report}"
+    );
+}
+
+/// A guest's MAC, from its node name `vmN`.
+fn mac_of(guest: &str) -> String {
+    experiments::scenario::guest_mac(guest[2..].parse().unwrap())
+}
+
+/// vnet mode: the overlay's daemons run on every host and the Proxy, each guest's NIC is a TAP of
+/// its host's daemon, and the star carries every frame between guests and the user's LAN.
+fn vnet_round_trip(name: &str) {
+    let run = Run::up(name, &format!("t-{name}"), "vnet");
+    let status = run.status();
+    assert_eq!(status["healthy"], true, "{status}");
+    assert_eq!(status["mode"], "vnet");
+    let hosts = run.nodes("host");
+    let daemons = status["vnet"]["daemons"].as_array().unwrap();
+    assert_eq!(
+        daemons.len(),
+        hosts.len() + 1,
+        "a daemon per host and the Proxy"
+    );
+    // Each daemon runs in its node's network namespace and cgroup.
+    for d in daemons {
+        assert_eq!(d["alive"], true, "{d}");
+        let (pid, node) = (d["pid"].as_u64().unwrap(), d["node"].as_str().unwrap());
+        let netns = |path: String| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&path).map(|m| m.ino()).unwrap_or(0)
+        };
+        assert_eq!(
+            netns(format!("/proc/{pid}/ns/net")),
+            netns(format!("/run/netns/tb-{}.{node}", run.name)),
+            "vnetd on {node} is not in its namespace"
+        );
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        assert!(
+            cgroup.contains(&format!(":/testbed/{}/{node}\n", run.name)),
+            "vnetd on {node}: {cgroup}"
+        );
+    }
+
+    // The layout: a guest has lo and its TAP eth0 (MAC, MTU 1500, up); hosts have only their
+    // underlay NIC; the Proxy's LAN bridge holds the user's cable and the daemon's lan0.
+    let guests = run.nodes("guest");
+    let (first, _) = &guests[0];
+    let out = ok(run.exec(first, &["ip", "-o", "link"]), "ip link");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(
+        out.contains("mtu 1500") && out.contains(&mac_of(first)) && out.contains(",UP"),
+        "{out}"
+    );
+    let flags = ok(
+        run.exec(first, &["cat", "/sys/class/net/eth0/tun_flags"]),
+        "eth0 is a TAP device",
+    );
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
+    assert_ne!(
+        flags & 0x2,
+        0,
+        "eth0 of {first} is not a TAP (IFF_TAP): {flags:#x}"
+    );
+    let out = ok(run.exec("host1", &["ls", "/sys/class/net"]), "host1 NICs");
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["eth0", "lo"]);
+    let out = ok(
+        run.exec("proxy", &["ip", "-o", "link", "show", "master", "br0"]),
+        "proxy LAN bridge",
+    );
+    assert!(out.contains(" lan0:") && out.contains(" user@"), "{out}");
+
+    all_pairs_ping(&run, true);
+    user_pings_guests(&run);
+    let (last, last_ip) = guests.last().unwrap();
+    user_tcp_to_guest(&run, last, last_ip);
+
+    // Between guests of different hosts, the star's path goes through the Proxy: in the star
+    // file, and in the live overlay (the links and rules the daemons hold).
+    let host_of = |guest: &str| {
+        let nodes = status["nodes"].as_array().unwrap();
+        let n = nodes.iter().find(|n| n["name"] == guest).unwrap();
+        n["cgroup"].as_str().unwrap().to_string()
+    };
+    let expected = format!(
+        "{} --udp--> proxy --udp--> {} -> port {last}",
+        host_of(first),
+        host_of(last)
+    );
+    let star = status["vnet"]["star_file"].as_str().unwrap();
+    for live in [&[][..], &["--live"][..]] {
+        let out = testbed()
+            .args(["vnetctl", &run.name, "--", "route", star])
+            .args([mac_of(first), mac_of(last)])
+            .args(live)
+            .output()
+            .unwrap();
+        let route = ok(out, "testbed vnetctl route");
+        assert_eq!(route.trim(), expected, "route {live:?}");
+    }
+
+    // Small: every frame crosses the Proxy's link twice.
+    all_to_all(&run, 8, 3);
+}
+
+#[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
+fn single_cluster_vnet() {
+    vnet_round_trip("single-cluster");
+}
+
+#[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
+fn two_clusters_vnet() {
+    vnet_round_trip("two-clusters");
+}
+
+#[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
+fn man_vnet() {
+    vnet_round_trip("man");
+}
+
+#[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
+fn wan_vnet() {
+    vnet_round_trip("wan");
 }
 
 #[test]

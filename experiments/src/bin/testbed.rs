@@ -51,6 +51,18 @@ enum Cmd {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Run `vnetctl` against the overlay of a vnet-mode run: on the Proxy, which reaches every
+    /// daemon, with the run's key and hosts files in VNET_KEY_FILE and VNET_HOSTS.
+    ///
+    /// The star that `up` applied is /run/testbed/RUN/vnet/star.vnet, e.g.
+    /// `testbed vnetctl RUN -- route /run/testbed/RUN/vnet/star.vnet SRC-MAC DST-MAC`.
+    Vnetctl {
+        /// Run name.
+        name: String,
+        /// vnetctl's subcommand and arguments.
+        #[arg(last = true, required = true)]
+        args: Vec<String>,
+    },
     /// Run `patterns` with one rank per guest; prints rank 0's JSON summary.
     Patterns {
         /// Run name.
@@ -135,13 +147,18 @@ fn run(cli: Cli) -> Result<()> {
                 .filter(|n| n.kind == testbed::NodeKind::Guest)
                 .count();
             println!(
-                "run `{}` is up in {:.2} s: {} nodes, {} guests, {} link emulators, network {}",
+                "run `{}` is up in {:.2} s: {} nodes, {} guests, {} link emulators, network {}{}",
                 state.run,
                 state.up_seconds.unwrap_or_default(),
                 state.plan.nodes.len(),
                 guests,
                 state.emulators.len(),
-                state.plan.mode
+                state.plan.mode,
+                if state.daemons.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} overlay daemons)", state.daemons.len())
+                }
             );
             Ok(())
         }
@@ -167,10 +184,11 @@ fn run(cli: Cli) -> Result<()> {
             if s.healthy {
                 Ok(())
             } else {
-                bail!("run `{name}` is damaged: some namespace or link emulator is gone")
+                bail!("run `{name}` is damaged: some namespace, link emulator or overlay daemon is gone")
             }
         }
         Cmd::Exec { name, node, cmd } => Err(testbed::exec(&name, &node, &cmd)),
+        Cmd::Vnetctl { name, args } => Err(testbed::vnet::exec_vnetctl(&name, &args)),
         Cmd::Patterns {
             name,
             ranks,
@@ -323,6 +341,33 @@ fn print_status(out: &mut impl Write, s: &testbed::Status) -> io::Result<()> {
                 (Some(p), false) => format!("pid {p} DEAD"),
                 _ => "kernel".into(),
             }
+        )?;
+    }
+    if let Some(v) = &s.vnet {
+        writeln!(
+            out,
+            "\n{:<14} {:>8} {:<22} {:<22}  log",
+            "vnetd", "pid", "listen (udp, tcp)", "metrics"
+        )?;
+        for d in &v.daemons {
+            writeln!(
+                out,
+                "{:<14} {:>8} {:<22} {:<22}  {}{}",
+                d.node,
+                d.pid.map_or("-".into(), |p| p.to_string()),
+                d.listen,
+                d.metrics,
+                d.log.display(),
+                if d.alive { "" } else { "  (DEAD)" }
+            )?;
+        }
+        writeln!(
+            out,
+            "\nstar {}  key {}  hosts {}\nvnetctl: testbed vnetctl {} -- SUBCOMMAND ...",
+            v.star_file.display(),
+            v.key_file.display(),
+            v.hosts_file.display(),
+            s.run
         )?;
     }
     Ok(())

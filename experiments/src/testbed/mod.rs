@@ -8,6 +8,7 @@
 
 pub mod plan;
 pub mod sys;
+pub mod vnet;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -38,6 +39,9 @@ pub struct RunState {
     pub plan: Plan,
     /// Pid of the link emulator of each emulated wire, by wire name.
     pub emulators: Vec<(String, u32)>,
+    /// Pid of the overlay daemon of each node that runs one (vnet mode), by node name.
+    #[serde(default)]
+    pub daemons: Vec<(String, u32)>,
     /// Seconds `up` took; `None` while it is still coming up.
     pub up_seconds: Option<f64>,
 }
@@ -62,10 +66,14 @@ impl RunState {
         serde_json::from_str(&text).with_context(|| format!("corrupt state file {}", f.display()))
     }
 
+    /// Writes the state atomically (a new file renamed over the old), so that a process of the
+    /// run reading it meanwhile (`testbed exec`) sees the old state or the new, never half.
     fn save(&self) -> Result<()> {
         let f = state_dir(&self.run).join("state.json");
-        fs::write(&f, serde_json::to_string_pretty(self)?)
-            .with_context(|| format!("write {}", f.display()))
+        let tmp = f.with_extension("json.tmp");
+        fs::write(&tmp, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("write {}", tmp.display()))?;
+        fs::rename(&tmp, &f).with_context(|| format!("rename {} to {}", tmp.display(), f.display()))
     }
 
     /// The run's guests, `vm1` first.
@@ -138,8 +146,12 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf> {
             return Ok(p);
         }
     }
+    let package = match name {
+        "vnetd" | "vnetctl" => "vnetd",
+        _ => "experiments",
+    };
     bail!(
-        "cannot find the `{name}` binary next to {} (run `cargo build -p experiments`)",
+        "cannot find the `{name}` binary next to {} (build it: `cargo build --release -p {package}`)",
         exe.display()
     )
 }
@@ -166,6 +178,7 @@ pub fn up(file: &Path, run: Option<&str>, mode: Mode) -> Result<RunState> {
         scenario_text: fs::read_to_string(file)?,
         plan,
         emulators: Vec::new(),
+        daemons: Vec::new(),
         up_seconds: None,
     };
     match build(&scenario, &mut state) {
@@ -286,6 +299,9 @@ fn build(scenario: &Scenario, state: &mut RunState) -> Result<()> {
             .iter()
             .try_for_each(|(ns, l)| sys::batch("bridge", Some(ns), l))
     })?;
+    if plan.mode == Mode::Vnet {
+        vnet::build(state)?;
+    }
     step("cross traffic and CPU hogs", || {
         start_background(scenario, state)
     })?;
@@ -491,13 +507,24 @@ pub fn runs() -> Vec<String> {
 /// # Errors
 /// Unknown run or node, or a failure to enter the node.
 pub fn exec(run: &str, node: &str, cmd: &[String]) -> anyhow::Error {
+    let Some((prog, args)) = cmd.split_first() else {
+        return anyhow!("no command given");
+    };
+    let mut c = Command::new(prog);
+    c.args(args);
+    exec_command(run, node, c)
+}
+
+/// Like [`exec`], for a command already built (arguments, environment).
+#[must_use]
+pub fn exec_command(run: &str, node: &str, mut cmd: Command) -> anyhow::Error {
     match enter(run, node) {
         Ok(()) => {
-            let Some((prog, args)) = cmd.split_first() else {
-                return anyhow!("no command given");
-            };
-            let e = Command::new(prog).args(args).exec();
-            anyhow!("cannot run `{prog}` on {node}: {e}")
+            let e = cmd.exec();
+            anyhow!(
+                "cannot run `{}` on {node}: {e}",
+                cmd.get_program().to_string_lossy()
+            )
         }
         Err(e) => e,
     }
@@ -596,6 +623,36 @@ pub struct WireStatus {
     pub queue_b_bytes: u64,
 }
 
+/// Status of one overlay daemon (vnet mode).
+#[derive(Debug, Serialize)]
+pub struct DaemonStatus {
+    /// The node it runs on.
+    pub node: String,
+    /// Its pid, if it was started.
+    pub pid: Option<u32>,
+    /// Whether it is alive (in its node's cgroup).
+    pub alive: bool,
+    /// Its UDP link socket and TCP control API.
+    pub listen: String,
+    /// Its Prometheus endpoint.
+    pub metrics: String,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+/// Where a vnet-mode run's overlay files are, and how its daemons are.
+#[derive(Debug, Serialize)]
+pub struct VnetStatus {
+    /// The daemons.
+    pub daemons: Vec<DaemonStatus>,
+    /// The pre-shared key file.
+    pub key_file: PathBuf,
+    /// The hosts file naming every daemon.
+    pub hosts_file: PathBuf,
+    /// The star configuration `up` applied.
+    pub star_file: PathBuf,
+}
+
 /// Status of a run.
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -613,7 +670,9 @@ pub struct Status {
     pub nodes: Vec<NodeStatus>,
     /// Wires.
     pub wires: Vec<WireStatus>,
-    /// Whether every namespace and emulator is alive.
+    /// The overlay, in vnet mode.
+    pub vnet: Option<VnetStatus>,
+    /// Whether every namespace, emulator and overlay daemon is alive.
     pub healthy: bool,
 }
 
@@ -676,7 +735,38 @@ pub fn status(run: &str) -> Result<Status> {
             }
         })
         .collect();
-    let healthy = nodes.iter().all(|n| n.alive) && wires.iter().all(|w| w.alive);
+    let vnet = state.plan.vnet.as_ref().map(|v| VnetStatus {
+        daemons: v
+            .daemons
+            .iter()
+            .map(|d| {
+                let pid = state
+                    .daemons
+                    .iter()
+                    .find(|(n, _)| n == &d.node)
+                    .map(|(_, p)| *p);
+                let cgroup = state.node(&d.node).map_or("", |n| n.cgroup.as_str());
+                DaemonStatus {
+                    node: d.node.clone(),
+                    pid,
+                    alive: pid.is_some_and(|p| {
+                        cg.pids_of(cgroup).contains(&i32::try_from(p).unwrap_or(-1))
+                    }),
+                    listen: d.listen.to_string(),
+                    metrics: d.metrics.to_string(),
+                    log: vnet::log_file(run, &d.node),
+                }
+            })
+            .collect(),
+        key_file: vnet::key_file(run),
+        hosts_file: vnet::hosts_file(run),
+        star_file: vnet::star_file(run),
+    });
+    let healthy = nodes.iter().all(|n| n.alive)
+        && wires.iter().all(|w| w.alive)
+        && vnet
+            .as_ref()
+            .is_none_or(|v| v.daemons.iter().all(|d| d.alive));
     Ok(Status {
         run: run.to_string(),
         scenario: state.scenario_file.clone(),
@@ -685,6 +775,7 @@ pub fn status(run: &str) -> Result<Status> {
         up_seconds: state.up_seconds,
         nodes,
         wires,
+        vnet,
         healthy,
     })
 }

@@ -9,7 +9,8 @@
 //!   bridged underlay (a tree of sites);
 //! - the user's LAN: `user`'s `eth0` is cabled to the Proxy's LAN bridge `br0` (port `user`);
 //! - a guest's NIC is its `eth0`, with its fixed MAC and address on the guest subnet; how it reaches
-//!   the others is the network mode ([`Mode`]), the one seam that later modes (vnet) plug into;
+//!   the others is the network mode ([`Mode`]): a veth cable to a bridge on its host (`direct`,
+//!   `vxlan`), or a TAP device of its host's overlay daemon (`vnet`, see [`Vnet`]);
 //! - a wire with delay, jitter or loss is a pair of TAP devices owned by a link-emulator process;
 //!   a wire with only a rate is a veth pair shaped by `tbf` at both ends; others are plain veths.
 //!
@@ -19,11 +20,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::sys::NETNS_DIR;
 use crate::linkemu::model::{bdp_queue_bytes, FULL_FRAME_BYTES};
 use crate::scenario::{LinkShape, Scenario, USER_MAC};
 
@@ -37,6 +40,10 @@ pub enum Mode {
     /// The in-kernel overlay reference: a VXLAN full mesh between the hosts and the Proxy, with
     /// the underlay MTU raised to carry 1500-byte guest frames.
     Vxlan,
+    /// The VNET overlay: `vnetd` on every host and the Proxy, each guest's NIC a TAP of its host's
+    /// daemon, every host linked to the Proxy over UDP (the star). The underlay MTU stays the
+    /// scenario's: the overlay fragments by itself.
+    Vnet,
 }
 
 impl fmt::Display for Mode {
@@ -44,6 +51,7 @@ impl fmt::Display for Mode {
         f.write_str(match self {
             Mode::Direct => "direct",
             Mode::Vxlan => "vxlan",
+            Mode::Vnet => "vnet",
         })
     }
 }
@@ -54,6 +62,12 @@ pub const GUEST_MTU: u32 = 1500;
 const VXLAN_OVERHEAD: u32 = 50;
 /// VXLAN network identifier used by `vxlan` mode.
 const VNI: u32 = 42;
+/// The port of every overlay daemon's UDP link socket and TCP control API (`vnetd --listen`).
+pub const VNET_PORT: u16 = 5400;
+/// The port of every overlay daemon's Prometheus endpoint (`vnetd --metrics`).
+pub const VNET_METRICS_PORT: u16 = 9540;
+/// The Proxy's TAP onto the user's LAN (a port of its LAN bridge `br0`).
+pub const VNET_LAN_PORT: &str = "lan0";
 
 /// What kind of node a namespace holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +197,148 @@ pub struct Plan {
     pub bridge: Batches,
     /// CPU quota per cgroup (cores); `None` = unlimited.
     pub cgroups: BTreeMap<String, Option<f64>>,
+    /// The overlay, in `vnet` mode only.
+    #[serde(default)]
+    pub vnet: Option<Vnet>,
+}
+
+/// What a daemon is in the overlay (`vnetd --role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A host: links to the Proxy, guests' ports.
+    Host,
+    /// The Proxy: the star's centre, the user's LAN port.
+    Proxy,
+}
+
+/// One overlay daemon (`vnetd`), on a host or the Proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Daemon {
+    /// The node it runs on, which is also its name in the overlay.
+    pub node: String,
+    /// Host or Proxy.
+    pub role: Role,
+    /// Its UDP link socket and TCP control API (the node's underlay address).
+    pub listen: SocketAddrV4,
+    /// Its Prometheus endpoint.
+    pub metrics: SocketAddrV4,
+    /// The underlay's MTU, which bounds its datagrams (it fragments larger frames).
+    pub underlay_mtu: u32,
+}
+
+impl Daemon {
+    /// The `vnetd` arguments of this daemon, given the run's key file and its own state directory.
+    #[must_use]
+    pub fn args(&self, key_file: &Path, state_dir: &Path) -> Vec<String> {
+        let mut a = vec!["--name".to_string(), self.node.clone()];
+        match self.role {
+            Role::Host => a.extend(["--role", "host", "--proxy", "proxy"].map(String::from)),
+            Role::Proxy => a.extend(["--role", "proxy"].map(String::from)),
+        }
+        a.extend([
+            "--key-file".to_string(),
+            key_file.display().to_string(),
+            "--listen".to_string(),
+            self.listen.to_string(),
+            "--metrics".to_string(),
+            self.metrics.to_string(),
+            "--state-dir".to_string(),
+            state_dir.display().to_string(),
+            "--underlay-mtu".to_string(),
+            self.underlay_mtu.to_string(),
+        ]);
+        a
+    }
+}
+
+/// One port of an overlay daemon: a TAP device it creates and owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Port {
+    /// The daemon (node) that owns it.
+    pub daemon: String,
+    /// Its name in the overlay (a guest's node name, or `lan0`).
+    pub name: String,
+    /// The TAP device's name.
+    pub tap: String,
+    /// The namespace the TAP is born in (a guest's), or `None` for the daemon's own.
+    pub netns: Option<String>,
+    /// The one source MAC a guest port accepts, or `None` for the Proxy's LAN port, which
+    /// carries many MACs.
+    pub mac: Option<String>,
+}
+
+impl Port {
+    /// The `vnetctl attach-port` arguments that create it.
+    #[must_use]
+    pub fn attach_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "attach-port".to_string(),
+            self.daemon.clone(),
+            self.name.clone(),
+            "--tap".to_string(),
+            self.tap.clone(),
+        ];
+        if let Some(ns) = &self.netns {
+            a.push("--netns".into());
+            a.push(Path::new(NETNS_DIR).join(ns).display().to_string());
+        }
+        match &self.mac {
+            Some(mac) => a.extend(["--mac".to_string(), mac.clone()]),
+            None => a.push("--lan".into()),
+        }
+        a
+    }
+}
+
+/// The overlay of a `vnet`-mode run, set up once the underlay works: daemons started, ports
+/// attached, then [`Vnet::after_attach`], then the star applied.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Vnet {
+    /// Every daemon: the hosts in order, then the Proxy.
+    pub daemons: Vec<Daemon>,
+    /// Every port: the guests' in order, then the Proxy's LAN port.
+    pub ports: Vec<Port>,
+    /// `ip` commands per namespace, run once every port's TAP exists.
+    pub after_attach: Batches,
+}
+
+impl Vnet {
+    /// The hosts file that names every daemon's underlay address (`/etc/hosts` format).
+    #[must_use]
+    pub fn hosts_file(&self) -> String {
+        self.daemons
+            .iter()
+            .map(|d| format!("{} {}\n", d.listen.ip(), d.node))
+            .collect()
+    }
+
+    /// The `vnetctl star` arguments of the initial star: every host linked to the Proxy, every
+    /// guest on its host's port, the user's LAN on the Proxy's port.
+    #[must_use]
+    pub fn star_args(&self) -> Vec<String> {
+        let mut a = vec!["star".to_string(), "--proxy".to_string()];
+        a.extend(
+            self.daemons
+                .iter()
+                .filter(|d| d.role == Role::Proxy)
+                .map(|d| d.node.clone()),
+        );
+        for d in self.daemons.iter().filter(|d| d.role == Role::Host) {
+            a.extend(["--host".to_string(), d.node.clone()]);
+        }
+        for p in &self.ports {
+            match &p.mac {
+                Some(mac) => a.extend([
+                    "--guest".to_string(),
+                    format!("{}:{}:{mac}", p.daemon, p.name),
+                ]),
+                None => a.extend(["--lan-port".to_string(), p.name.clone()]),
+            }
+        }
+        a.extend(["--port".to_string(), VNET_PORT.to_string()]);
+        a
+    }
 }
 
 /// Namespace name of a node of a run: `tb-RUN.NODE` (run and node names never hold a dot, so
@@ -217,7 +373,7 @@ impl Plan {
     #[must_use]
     pub fn new(scenario: &Scenario, run: &str, mode: Mode) -> Plan {
         let mtu = match mode {
-            Mode::Direct => scenario.underlay_mtu,
+            Mode::Direct | Mode::Vnet => scenario.underlay_mtu,
             Mode::Vxlan => scenario.underlay_mtu.max(GUEST_MTU + VXLAN_OVERHEAD),
         };
         let mut p = Plan {
@@ -230,6 +386,7 @@ impl Plan {
             tc: Batches::new(),
             bridge: Batches::new(),
             cgroups: BTreeMap::new(),
+            vnet: None,
         };
         let ns = |node: &str| netns_name(run, node);
         let sw = |site: usize| format!("sw-{}", scenario.sites[site].name);
@@ -352,33 +509,38 @@ impl Plan {
             format!("addr add {}/{prefix} dev eth0", scenario.user_ip()),
         ]);
 
-        // Guests: a NIC each, cabled to a bridge on its host.
-        for h in &scenario.hosts {
-            p.ip.entry(ns(&h.name)).or_default().push(format!(
-                "link add br0 mtu {GUEST_MTU} type bridge stp_state 0 mcast_snooping 0"
-            ));
-        }
-        for g in &scenario.guests {
-            let host = &scenario.hosts[g.host].name;
-            let port = g.name.clone();
-            p.wire(
-                format!("{}-{host}", g.name),
-                End {
-                    netns: ns(&g.name),
-                    ifname: "eth0".into(),
-                },
-                End {
-                    netns: ns(host),
-                    ifname: port.clone(),
-                },
-                None,
-                WireKind::Internal,
-            );
-            p.port_of(&ns(host), &port, "br0", GUEST_MTU);
-            p.ip.entry(ns(&g.name)).or_default().extend([
-                format!("link set eth0 address {} mtu {GUEST_MTU} up", g.mac),
-                format!("addr add {}/{prefix} dev eth0", g.ip),
-            ]);
+        // Guests: a NIC each, cabled to a bridge on its host; in vnet mode a TAP of the host's
+        // daemon instead, which exists only once the daemon runs.
+        if mode == Mode::Vnet {
+            p.vnet = Some(vnet(scenario, run, &uplinks, mtu));
+        } else {
+            for h in &scenario.hosts {
+                p.ip.entry(ns(&h.name)).or_default().push(format!(
+                    "link add br0 mtu {GUEST_MTU} type bridge stp_state 0 mcast_snooping 0"
+                ));
+            }
+            for g in &scenario.guests {
+                let host = &scenario.hosts[g.host].name;
+                let port = g.name.clone();
+                p.wire(
+                    format!("{}-{host}", g.name),
+                    End {
+                        netns: ns(&g.name),
+                        ifname: "eth0".into(),
+                    },
+                    End {
+                        netns: ns(host),
+                        ifname: port.clone(),
+                    },
+                    None,
+                    WireKind::Internal,
+                );
+                p.port_of(&ns(host), &port, "br0", GUEST_MTU);
+                p.ip.entry(ns(&g.name)).or_default().extend([
+                    format!("link set eth0 address {} mtu {GUEST_MTU} up", g.mac),
+                    format!("addr add {}/{prefix} dev eth0", g.ip),
+                ]);
+            }
         }
 
         // The mode: how each host's (and the Proxy's) guest bridge reaches the others.
@@ -391,6 +553,10 @@ impl Plan {
                     c.push(format!("link set br0 mtu {mtu}"));
                     c.push("link set eth0 master br0".into());
                     c.push(format!("addr add {ip}/{UNDERLAY_PREFIX} dev br0"));
+                }
+                Mode::Vnet => {
+                    // The daemon's UDP socket is bound to this address; no bridge on hosts.
+                    c.push(format!("addr add {ip}/{UNDERLAY_PREFIX} dev eth0"));
                 }
                 Mode::Vxlan => {
                     c.push(format!("addr add {ip}/{UNDERLAY_PREFIX} dev eth0"));
@@ -407,7 +573,12 @@ impl Plan {
                 }
             }
         }
-        for node in uplinks.iter().map(|u| u.0.as_str()) {
+        // Every host has a guest bridge but in vnet mode; the Proxy always has its LAN bridge.
+        for node in uplinks
+            .iter()
+            .map(|u| u.0.as_str())
+            .filter(|n| mode != Mode::Vnet || *n == "proxy")
+        {
             p.ip.entry(ns(node))
                 .or_default()
                 .push("link set br0 up".into());
@@ -493,6 +664,67 @@ impl Plan {
     }
 }
 
+/// The overlay of a vnet-mode run of `scenario`: a daemon on every node of `uplinks` (the hosts,
+/// then the Proxy, with their underlay addresses), a port per guest on its host's daemon, the
+/// Proxy's LAN port, and what the testbed does once the ports exist: the guests' addresses, and
+/// the LAN port joining the Proxy's LAN bridge.
+fn vnet(
+    scenario: &Scenario,
+    run: &str,
+    uplinks: &[(String, usize, Ipv4Addr)],
+    underlay_mtu: u32,
+) -> Vnet {
+    let daemons = uplinks
+        .iter()
+        .map(|(node, _, ip)| Daemon {
+            node: node.clone(),
+            role: if node == "proxy" {
+                Role::Proxy
+            } else {
+                Role::Host
+            },
+            listen: SocketAddrV4::new(*ip, VNET_PORT),
+            metrics: SocketAddrV4::new(*ip, VNET_METRICS_PORT),
+            underlay_mtu,
+        })
+        .collect();
+    let mut ports: Vec<Port> = scenario
+        .guests
+        .iter()
+        .map(|g| Port {
+            daemon: scenario.hosts[g.host].name.clone(),
+            name: g.name.clone(),
+            tap: "eth0".into(),
+            netns: Some(netns_name(run, &g.name)),
+            mac: Some(g.mac.clone()),
+        })
+        .collect();
+    ports.push(Port {
+        daemon: "proxy".into(),
+        name: VNET_LAN_PORT.into(),
+        tap: VNET_LAN_PORT.into(),
+        netns: None,
+        mac: None,
+    });
+    let mut after_attach = Batches::new();
+    let prefix = scenario.guest_subnet.1;
+    for g in &scenario.guests {
+        after_attach
+            .entry(netns_name(run, &g.name))
+            .or_default()
+            .push(format!("addr add {}/{prefix} dev eth0", g.ip));
+    }
+    after_attach
+        .entry(netns_name(run, "proxy"))
+        .or_default()
+        .push(format!("link set {VNET_LAN_PORT} master br0 up"));
+    Vnet {
+        daemons,
+        ports,
+        after_attach,
+    }
+}
+
 /// A `tbf` qdisc: a FIFO of `queue` bytes drained at `rate`, with a bucket of one millisecond of
 /// traffic (at least two full frames) so that the kernel's timer granularity does not cut the rate.
 fn tbf(dev: &str, rate_bps: u64, queue: u64, mtu: u32) -> String {
@@ -568,5 +800,151 @@ delay = "5ms"
         assert_eq!(v.bridge["tb-r.proxy"].len(), 3);
         // Guests look the same in both modes.
         assert_eq!(d.ip["tb-r.vm2"], v.ip["tb-r.vm2"]);
+    }
+
+    #[test]
+    fn vnet_mode_has_daemons_instead_of_guest_cables() {
+        let p = Plan::new(&scenario(), "r", Mode::Vnet);
+        // The overlay fragments by itself: the underlay keeps the scenario's MTU.
+        assert_eq!(p.underlay_mtu, 1500);
+        // No guest is cabled: only access links, the site link and the user's cable.
+        let wires: Vec<&str> = p.wires.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(
+            wires,
+            [
+                "host1-sw-a",
+                "host2-sw-a",
+                "host3-sw-b",
+                "proxy-sw-b",
+                "a-b",
+                "user-proxy"
+            ]
+        );
+        // Hosts carry their underlay address on eth0 and have no bridge.
+        assert_eq!(
+            p.ip["tb-r.host1"],
+            [
+                "link set lo up",
+                "link set eth0 mtu 1500 up",
+                "addr add 10.200.0.1/16 dev eth0"
+            ]
+        );
+        // The Proxy keeps its LAN bridge with the user's cable, and its address on eth0.
+        let proxy = &p.ip["tb-r.proxy"];
+        assert!(proxy.iter().any(|c| c.starts_with("link add br0 ")));
+        assert!(proxy
+            .iter()
+            .any(|c| c == "link set user mtu 1500 master br0 up"));
+        assert!(proxy
+            .iter()
+            .any(|c| c == "addr add 10.200.255.254/16 dev eth0"));
+        assert!(!proxy
+            .iter()
+            .any(|c| c.contains("master br0") && c.contains("eth0")));
+        // A guest's namespace gets nothing before its TAP exists but its loopback.
+        assert_eq!(p.ip["tb-r.vm2"], ["link set lo up"]);
+        assert!(p.bridge.is_empty());
+
+        let v = p.vnet.as_ref().unwrap();
+        let nodes: Vec<(&str, Role, String)> = v
+            .daemons
+            .iter()
+            .map(|d| (d.node.as_str(), d.role, d.listen.to_string()))
+            .collect();
+        assert_eq!(
+            nodes,
+            [
+                ("host1", Role::Host, "10.200.0.1:5400".to_string()),
+                ("host2", Role::Host, "10.200.0.2:5400".to_string()),
+                ("host3", Role::Host, "10.200.0.3:5400".to_string()),
+                ("proxy", Role::Proxy, "10.200.255.254:5400".to_string()),
+            ]
+        );
+        assert_eq!(
+            v.after_attach["tb-r.vm2"],
+            ["addr add 10.10.0.2/24 dev eth0"]
+        );
+        assert_eq!(
+            v.after_attach["tb-r.proxy"],
+            ["link set lan0 master br0 up"]
+        );
+        assert_eq!(v.after_attach.len(), 3 + 1);
+        // Other modes have no overlay.
+        assert!(Plan::new(&scenario(), "r", Mode::Vxlan).vnet.is_none());
+    }
+
+    #[test]
+    fn vnet_daemons_ports_hosts_and_star() {
+        let p = Plan::new(&scenario(), "r", Mode::Vnet);
+        let v = p.vnet.unwrap();
+        let key = Path::new("/run/testbed/r/vnet/key");
+        assert_eq!(
+            v.daemons[1].args(key, Path::new("/run/testbed/r/vnet/state/host2")),
+            [
+                "--name",
+                "host2",
+                "--role",
+                "host",
+                "--proxy",
+                "proxy",
+                "--key-file",
+                "/run/testbed/r/vnet/key",
+                "--listen",
+                "10.200.0.2:5400",
+                "--metrics",
+                "10.200.0.2:9540",
+                "--state-dir",
+                "/run/testbed/r/vnet/state/host2",
+                "--underlay-mtu",
+                "1500"
+            ]
+        );
+        let proxy = v.daemons[3].args(key, Path::new("/s"));
+        assert_eq!(proxy[..4], ["--name", "proxy", "--role", "proxy"]);
+        assert!(!proxy.contains(&"--proxy".to_string()));
+
+        assert_eq!(v.ports.len(), 3 + 1);
+        assert_eq!(
+            v.ports[2].attach_args(),
+            [
+                "attach-port",
+                "host3",
+                "vm3",
+                "--tap",
+                "eth0",
+                "--netns",
+                "/run/netns/tb-r.vm3",
+                "--mac",
+                "02:56:4e:00:00:03"
+            ]
+        );
+        assert_eq!(
+            v.ports[3].attach_args(),
+            ["attach-port", "proxy", "lan0", "--tap", "lan0", "--lan"]
+        );
+        assert_eq!(
+            v.hosts_file(),
+            "10.200.0.1 host1\n10.200.0.2 host2\n10.200.0.3 host3\n10.200.255.254 proxy\n"
+        );
+        assert_eq!(
+            v.star_args().join(" "),
+            "star --proxy proxy --host host1 --host host2 --host host3 \
+             --guest host1:vm1:02:56:4e:00:00:01 --guest host2:vm2:02:56:4e:00:00:02 \
+             --guest host3:vm3:02:56:4e:00:00:03 --lan-port lan0 --port 5400"
+        );
+    }
+
+    #[test]
+    fn plans_without_an_overlay_still_parse() {
+        // A state file written before vnet mode existed has no `vnet` key.
+        let p = Plan::new(&scenario(), "r", Mode::Direct);
+        let mut json: serde_json::Value = serde_json::to_value(&p).unwrap();
+        json.as_object_mut().unwrap().remove("vnet");
+        let back: Plan = serde_json::from_value(json).unwrap();
+        assert!(back.vnet.is_none());
+        let v = Plan::new(&scenario(), "r", Mode::Vnet);
+        let back: Plan = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+        assert_eq!(back.mode, Mode::Vnet);
+        assert_eq!(back.vnet.unwrap().ports, v.vnet.unwrap().ports);
     }
 }

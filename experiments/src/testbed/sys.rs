@@ -163,6 +163,27 @@ pub fn sysctl(key: &str, value: &str) -> Result<()> {
     fs::write(&p, value).with_context(|| format!("sysctl {key}={value}"))
 }
 
+/// Whether a TCP socket of the current thread's network namespace listens on `port` (IPv4), read
+/// from `/proc/thread-self/net/tcp`: a connection to it would be accepted, yet none is made, so
+/// the listener never sees a client that says nothing.
+///
+/// # Errors
+/// If the table cannot be read.
+pub fn tcp_listening(port: u16) -> Result<bool> {
+    let table = fs::read_to_string("/proc/thread-self/net/tcp")
+        .context("read /proc/thread-self/net/tcp")?;
+    Ok(table.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // `sl local_address rem_address st ...`, addresses as hex `IP:PORT`, state 0A = LISTEN.
+        f.len() > 3
+            && f[3] == "0A"
+            && f[1]
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                == Some(port)
+    }))
+}
+
 /// Network namespace names whose name starts with `prefix`.
 #[must_use]
 pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
@@ -363,12 +384,11 @@ impl Cgroups {
                     .filter_map(|e| e.ok())
                     .filter(|e| e.path().is_dir())
                 {
-                    fs::remove_dir(child.path())
-                        .with_context(|| format!("remove cgroup {}", child.path().display()))?;
+                    remove_cgroup_dir(&child.path())?;
                 }
             }
             if dir.exists() {
-                fs::remove_dir(&dir).with_context(|| format!("remove cgroup {}", dir.display()))?;
+                remove_cgroup_dir(&dir)?;
             }
             // The parent `testbed` cgroup goes with the last run (it fails while others exist).
             if let Some(parent) = dir.parent() {
@@ -394,6 +414,33 @@ impl Cgroups {
         v.sort();
         v.dedup();
         v
+    }
+}
+
+/// Removes an empty cgroup directory. A killed process is gone from `cgroup.procs` as soon as it
+/// starts exiting, but its cgroup stays busy until the exit is through (closing TAP devices
+/// waits for the network stack); `down` right after a killed `up` met that as a rare `EBUSY`,
+/// so it is retried for up to two seconds. (A zombie does not keep a cgroup busy.)
+fn remove_cgroup_dir(dir: &Path) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        match fs::remove_dir(dir) {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && start.elapsed() < Duration::from_secs(2) =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => {
+                return r.with_context(|| {
+                    format!(
+                        "remove cgroup {} (after {:.1} s)",
+                        dir.display(),
+                        start.elapsed().as_secs_f64()
+                    )
+                })
+            }
+        }
     }
 }
 
@@ -462,4 +509,18 @@ pub fn remove_uts_dir(dir: &Path) {
         }
     }
     let _ = fs::remove_dir(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sees_a_listening_socket_and_only_while_it_listens() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(tcp_listening(port).unwrap());
+        drop(listener);
+        assert!(!tcp_listening(port).unwrap());
+    }
 }
