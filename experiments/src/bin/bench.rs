@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use experiments::bench::fidelity;
+use experiments::bench::{fidelity, setup};
 use experiments::linkemu::accuracy::{self, Config, MeasureOptions};
 
 /// Benchmarks of the testbed and the overlay.
@@ -38,6 +38,19 @@ enum Cmd {
         /// Skip the link measurements: patterns only.
         #[arg(long)]
         no_links: bool,
+    },
+    /// Time the overlay's set-up in testbed runs of vnet mode: the star, all-to-all fast
+    /// paths with their rules, and one primitive (against the papers' figures).
+    Setup {
+        /// Scenario files, one per size (default: single-cluster, 8 hosts, and cluster-28).
+        #[arg(long = "scenario")]
+        scenarios: Vec<PathBuf>,
+        /// Repetitions of the star and fast-path measurements.
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        /// Primitives to time per size.
+        #[arg(long, default_value_t = 1000)]
+        primitives: usize,
     },
     /// Measure the link emulator alone between two namespaces: RTT against configured delay,
     /// single-flow TCP goodput against rate, its timing lateness and CPU cost.
@@ -97,6 +110,23 @@ fn run(cli: Cli) -> Result<()> {
             target_iteration_s: iteration_s,
             links: !no_links,
         })?,
+        Cmd::Setup {
+            scenarios,
+            repeat,
+            primitives,
+        } => {
+            let scenarios = if scenarios.is_empty() {
+                let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+                vec![dir.join("single-cluster.toml"), dir.join("cluster-28.toml")]
+            } else {
+                scenarios
+            };
+            setup::run(&setup::Options {
+                scenarios,
+                repeat: repeat.max(1),
+                primitives: primitives.max(1),
+            })?
+        }
         Cmd::Linkemu {
             repeat,
             configs,
