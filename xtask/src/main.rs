@@ -4,6 +4,9 @@
 //!   in-process tests) and the end-to-end tier (network namespaces; needs root), in release mode.
 //! - `cargo xtask demo`: installs missing Debian packages, then runs the demo.
 //! - `cargo xtask lint`: rustfmt and clippy, as CI runs them.
+//! - `cargo xtask fuzz [--seconds N] [TARGET...]`: runs the fuzz targets of `vnetd/fuzz` (all by
+//!   default), N seconds each (60); needs a nightly toolchain and cargo-fuzz. Not part of `test`
+//!   or CI.
 
 use std::process::Command;
 use std::time::Instant;
@@ -37,9 +40,10 @@ fn main() {
         Some("demo") => demo(&args[1..]),
         Some("lint") => lint(),
         Some("install") => install(),
+        Some("fuzz") => fuzz(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  test [--fast]   install what is missing, run the fast and end-to-end tests\n  demo            install what is missing, run the demo\n  lint            rustfmt --check and clippy -D warnings\n  install         only install the Debian packages the project needs"
+                "usage: cargo xtask <command>\n\n  test [--fast]   install what is missing, run the fast and end-to-end tests\n  demo            install what is missing, run the demo\n  lint            rustfmt --check and clippy -D warnings\n  install         only install the Debian packages the project needs\n  fuzz [--seconds N] [TARGET...]\n                  run vnetd's fuzz targets (default all), N s each (default 60)"
             );
             std::process::exit(2);
         }
@@ -157,6 +161,107 @@ fn lint() -> Result<()> {
         "-D",
         "warnings",
     ]))
+}
+
+/// Runs fuzz targets of `vnetd/fuzz` one after the other (the machine has few cores), each
+/// for `--seconds` (60 by default): every target of `vnetd/fuzz/fuzz_targets/` unless some are
+/// named. Each runs from its corpus `vnetd/fuzz/corpus/TARGET/` (seeds `seed-*` and what earlier
+/// runs added), with the dictionary `vnetd/fuzz/dicts/TARGET.dict` if there is one; a crash is
+/// written to `vnetd/fuzz/artifacts/TARGET/`. Every target runs even if one crashes; the
+/// command fails if any did.
+fn fuzz(args: &[String]) -> Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?;
+    let dir = root.join("vnetd/fuzz");
+    let mut all: Vec<String> = std::fs::read_dir(dir.join("fuzz_targets"))
+        .with_context(|| format!("cannot list {}", dir.join("fuzz_targets").display()))?
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            if path.extension()? != "rs" {
+                return None;
+            }
+            Some(path.file_stem()?.to_str()?.to_string())
+        })
+        .collect();
+    all.sort();
+    let mut seconds = 60u64;
+    let mut targets = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if let Some(n) = arg.strip_prefix("--seconds=") {
+            seconds = n
+                .parse()
+                .with_context(|| format!("--seconds: `{n}` is not a number"))?;
+        } else if arg == "--seconds" {
+            let n = rest.next().context("--seconds needs a number")?;
+            seconds = n
+                .parse()
+                .with_context(|| format!("--seconds: `{n}` is not a number"))?;
+        } else if arg.starts_with('-') {
+            bail!("fuzz: unknown option `{arg}` (usage: fuzz [--seconds N] [TARGET...])");
+        } else if all.contains(arg) {
+            targets.push(arg.clone());
+        } else {
+            bail!(
+                "fuzz: no target `{arg}`; the targets are: {}",
+                all.join(", ")
+            );
+        }
+    }
+    if targets.is_empty() {
+        targets = all;
+    }
+    // `+nightly` is understood by rustup's `cargo`, not by the toolchain's own binary in $CARGO.
+    let nightly = || {
+        let mut c = Command::new("cargo");
+        c.arg("+nightly");
+        c
+    };
+    let works = |c: &mut Command| {
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !works(nightly().arg("--version")) {
+        bail!(
+            "fuzzing needs a nightly toolchain (for the sanitizers), and `cargo +nightly` does not \
+             work here: install it with `rustup toolchain install nightly`"
+        );
+    }
+    if !works(nightly().args(["fuzz", "--version"])) {
+        bail!("fuzzing needs cargo-fuzz, which is missing: install it with `cargo install cargo-fuzz`");
+    }
+    let mut failed = Vec::new();
+    for target in &targets {
+        eprintln!("\nxtask: fuzzing `{target}` for {seconds} s");
+        let mut cmd = nightly();
+        cmd.current_dir(&dir)
+            .args(["fuzz", "run", target, "--"])
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-print_final_stats=1");
+        let dict = dir.join("dicts").join(format!("{target}.dict"));
+        if dict.exists() {
+            cmd.arg(format!("-dict={}", dict.display()));
+        }
+        if let Err(e) = run(&mut cmd) {
+            eprintln!("xtask: `{target}` failed: {e:#}");
+            failed.push(target.as_str());
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "fuzz targets failed: {} (a crash leaves its input in {}/TARGET/)",
+            failed.join(", "),
+            dir.join("artifacts").display()
+        );
+    }
+    eprintln!(
+        "xtask: {} fuzz targets ran {seconds} s each without a crash",
+        targets.len()
+    );
+    Ok(())
 }
 
 /// Until the adaptive demo exists: brings up `single-cluster`, runs patterns all-to-all on its
