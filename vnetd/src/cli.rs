@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use crate::forward::{self, Problem, Route, RouteError};
 use crate::lang::{self, Guest, HostChange, StarError};
-use crate::model::{Host, Link, Mac, Name, Topology};
+use crate::model::{Host, Link, LinkKind, Mac, Name, Topology};
 
 /// Why a file does not give a topology, with the file's name: its Display is
 /// `FILE:LINE:COL: message`.
@@ -354,4 +354,14 @@ pub fn star(
     )?;
     lang::check(&topology)?;
     Ok(lang::print(&topology))
+}
+
+/// `topology` plus a fast path of `kind` between every two hosts and the rules that use them
+/// ([`lang::mesh`]), as a program in canonical form.
+///
+/// # Errors
+/// `proxy` is not a machine of the topology.
+pub fn mesh(topology: &Topology, proxy: &Name, kind: LinkKind) -> Result<String, UnknownProxy> {
+    require_proxy(topology, proxy)?;
+    Ok(lang::print(&lang::mesh(topology, proxy, kind)))
 }

@@ -78,7 +78,8 @@
 //! * [`plan`] lists the primitives that turn one topology into another without cutting guests
 //!   off, [`render_plan`] writes them as a program, and [`host_changes`] lists the daemons to
 //!   start and stop, which are not primitives.
-//! * [`star`] builds the initial topology: every host linked to the Proxy.
+//! * [`star`] builds the initial topology: every host linked to the Proxy; [`mesh`] adds a
+//!   fast path between every two hosts.
 
 mod lex;
 mod parse;
@@ -97,7 +98,7 @@ pub use parse::{parse, Found, SyntaxError, SyntaxErrorKind};
 pub use plan::{host_changes, plan, HostChange};
 pub use print::{print, render, render_plan};
 pub use semantics::{apply, check, program_to_topology, ProgramError, SemanticError};
-pub use star::{star, Guest, StarError};
+pub use star::{mesh, star, Guest, StarError};
 
 /// A place in a program's text: 1-based line and column, the column counted in characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

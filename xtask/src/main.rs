@@ -265,7 +265,8 @@ fn fuzz(args: &[String]) -> Result<()> {
 }
 
 /// Until the adaptive demo exists: brings up `single-cluster`, runs patterns all-to-all on its
-/// eight guests in `direct` and in `vxlan` mode, and prints both results side by side.
+/// eight guests in `direct`, `vxlan` and `vnet` mode (the star through the Proxy), and prints
+/// the results side by side.
 fn demo(args: &[String]) -> Result<()> {
     if let Some(a) = args.first() {
         bail!("demo takes no arguments (got `{a}`)");
@@ -274,7 +275,15 @@ fn demo(args: &[String]) -> Result<()> {
     if !is_root() {
         bail!("the demo builds network namespaces and needs root");
     }
-    run(cargo().args(["build", "--release", "-p", "experiments", "--bins"]))?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "experiments",
+        "-p",
+        "vnetd",
+        "--bins",
+    ]))?;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("workspace root")?;
@@ -292,8 +301,35 @@ fn demo(args: &[String]) -> Result<()> {
         "--compute",
         "20",
     ];
+    let patterns = || -> Result<serde_json::Value> {
+        let out = Command::new(&testbed)
+            .args(["patterns", "demo", "--"])
+            .args(patterns_args)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "patterns failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        serde_json::from_slice(&out.stdout).context("patterns summary")
+    };
+    let vnetctl = |args: &[&str]| -> Result<String> {
+        let out = Command::new(&testbed)
+            .args(["vnetctl", "demo", "--"])
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "vnetctl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
     let mut results = Vec::new();
-    for mode in ["direct", "vxlan"] {
+    for mode in ["direct", "vxlan", "vnet"] {
         eprintln!("\nxtask demo: single-cluster in {mode} mode: patterns all-to-all on 8 guests");
         let up = run(Command::new(&testbed).args(["up"]).arg(&scenario).args([
             "--run",
@@ -301,33 +337,36 @@ fn demo(args: &[String]) -> Result<()> {
             "--network",
             mode,
         ]));
+        let mut measured = Vec::new();
         let out = up.and_then(|()| {
-            let out = Command::new(&testbed)
-                .args(["patterns", "demo", "--"])
-                .args(patterns_args)
-                .output()?;
-            if !out.status.success() {
-                bail!(
-                    "patterns failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
+            let label = if mode == "vnet" { "vnet star" } else { mode };
+            measured.push((label, patterns()?));
+            if mode == "vnet" {
+                // The same overlay with a fast path between every two hosts.
+                let star = "/run/testbed/demo/vnet/star.vnet";
+                let mesh = "/run/testbed/demo/vnet/mesh.vnet";
+                std::fs::write(mesh, vnetctl(&["mesh", star])?)?;
+                eprintln!("xtask demo: adding fast paths between every two hosts");
+                eprint!("{}", vnetctl(&["apply", mesh])?);
+                eprint!("{}", vnetctl(&["wait-up", mesh])?);
+                measured.push(("vnet mesh", patterns()?));
             }
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+            Ok(())
         });
         let down = run(Command::new(&testbed).args(["down", "demo"]));
-        let summary: serde_json::Value = serde_json::from_str(&out?).context("patterns summary")?;
+        out?;
         down?;
-        results.push((mode, summary));
+        results.extend(measured);
     }
     println!("\npatterns all-to-all, 8 guests, 30 iterations of 64 KiB messages, scenario single-cluster");
     println!(
-        "{:<8} {:>12} {:>16} {:>14} {:>12}",
+        "{:<10} {:>12} {:>16} {:>14} {:>12}",
         "network", "total s", "iteration p50 s", "iteration p95 s", "MB sent"
     );
     for (mode, s) in &results {
         let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
         println!(
-            "{mode:<8} {:>12.2} {:>16.3} {:>14.3} {:>12.1}",
+            "{mode:<10} {:>12.2} {:>16.3} {:>14.3} {:>12.1}",
             f("total_s"),
             f("iter_median_s"),
             f("iter_p95_s"),

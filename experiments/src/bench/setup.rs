@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use vnetd::control::{Client, Request, Response};
-use vnetd::model::{DstMatch, Link, LinkKind, Mac, Rule, SrcMatch, Target, Topology};
+use vnetd::model::{DstMatch, LinkKind, Mac, Rule, SrcMatch, Target, Topology};
 use vnetd::online::{self, Hosts, Session};
 
 use crate::testbed::{self, plan::netns_name, vnet, Mode};
@@ -69,44 +69,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// The star plus a UDP link between every two hosts, and at each host a rule for every guest
-/// of another host over their link. Where the guests are comes from the Proxy's rules (`ANY
-/// <mac> -> link <host>`).
-#[must_use]
-pub fn all_to_all(star: &Topology, proxy: &vnetd::model::Name) -> Topology {
-    let mut t = star.clone();
-    let hosts: Vec<_> = t.hosts.keys().filter(|h| *h != proxy).cloned().collect();
-    for (i, a) in hosts.iter().enumerate() {
-        for b in &hosts[i + 1..] {
-            if let Some(link) = Link::new(a.clone(), b.clone(), LinkKind::Udp) {
-                t.links.insert(link);
-            }
-        }
-    }
-    let guests: Vec<(Mac, vnetd::model::Name)> = star
-        .rules
-        .get(proxy)
-        .into_iter()
-        .flatten()
-        .filter_map(|((_, dst), target)| match (dst, target) {
-            (DstMatch::Is(mac), Target::Link(host)) => Some((*mac, host.clone())),
-            _ => None,
-        })
-        .collect();
-    for host in &hosts {
-        let table = t.rules.entry(host.clone()).or_default();
-        for (mac, home) in &guests {
-            if home != host {
-                table.insert(
-                    (SrcMatch::Any, DstMatch::Is(*mac)),
-                    Target::Link(home.clone()),
-                );
-            }
-        }
-    }
-    t
-}
-
 /// One size's figures.
 struct Size {
     hosts: usize,
@@ -145,7 +107,7 @@ fn measure_run(state: &testbed::RunState, run: &str, opts: &Options) -> Result<S
     let star_text = std::fs::read_to_string(vnet::star_file(run))?;
     let star = vnetd::cli::load("star.vnet", &star_text)?;
     let proxy: vnetd::model::Name = "proxy".parse()?;
-    let fast = all_to_all(&star, &proxy);
+    let fast = vnetd::lang::mesh(&star, &proxy, LinkKind::Udp);
     let empty = Topology {
         hosts: star.hosts.clone(),
         ..Topology::default()
@@ -347,36 +309,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn all_to_all_adds_a_link_per_pair_and_a_rule_per_remote_guest() {
-        let text = vnetd::cli::star(
-            &"proxy".parse().unwrap(),
-            &[
-                "h1".parse().unwrap(),
-                "h2".parse().unwrap(),
-                "h3".parse().unwrap(),
-            ],
-            &[
-                vnetd::cli::parse_guest("h1:vm1:02:56:4e:00:00:01").unwrap(),
-                vnetd::cli::parse_guest("h2:vm2:02:56:4e:00:00:02").unwrap(),
-                vnetd::cli::parse_guest("h3:vm3:02:56:4e:00:00:03").unwrap(),
-            ],
-            &"lan0".parse().unwrap(),
-            &vnetd::cli::Daemon {
-                user: "root".into(),
-                port: 5400,
-                interface: "eth0".parse().unwrap(),
-            },
-        )
-        .unwrap();
-        let star = vnetd::cli::load("star", &text).unwrap();
-        let proxy = "proxy".parse().unwrap();
-        let fast = all_to_all(&star, &proxy);
-        assert_eq!(fast.links.len(), 3 + 3);
-        for h in ["h1", "h2", "h3"] {
-            assert_eq!(fast.rules[&h.parse().unwrap()].len(), 2 + 2, "{h}");
-        }
-        assert!(vnetd::forward::check(&fast, &proxy).is_empty());
+    fn percentiles_are_nearest_rank() {
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 99.0), 4.0);
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), 2.0);
+        assert!(percentile(&[], 50.0).is_nan());
     }
 }

@@ -117,6 +117,19 @@ enum Command {
         #[arg(long, value_name = "NAME", default_value = "eth0")]
         interface: Name,
     },
+    /// Print FILE plus a fast path between every two hosts and, at each host, the rules that
+    /// send other hosts' guests over them: no unicast frame between guests crosses the Proxy
+    /// (where each guest lives is read from the Proxy's rules, as the star has them).
+    Mesh {
+        /// The topology file, e.g. the star.
+        file: PathBuf,
+        /// The machine that is the Proxy.
+        #[arg(long, value_name = "NAME", default_value = "proxy")]
+        proxy: Name,
+        /// The fast paths' transport.
+        #[arg(long, value_enum, default_value = "udp")]
+        kind: KindArg,
+    },
     /// Print the live overlay in the language: the links both ends hold and every rule, with
     /// each link's state and any half link as comments.
     ///
@@ -439,6 +452,10 @@ fn one_table(name: &Name, rules: &[Rule]) -> Topology {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Mesh { file, proxy, kind } => {
+            print!("{}", cli::mesh(&load(file)?, proxy, (*kind).into())?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Show { file } => {
             let mut session = session(&cli)?;
             let declared = match file {

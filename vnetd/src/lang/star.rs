@@ -110,6 +110,44 @@ pub fn star(
     Ok(topology)
 }
 
+/// The star plus a fast path between every two hosts (over `kind`), and at each host a rule
+/// for every guest of another host over their link: the overlay with no frame between guests
+/// crossing the Proxy. Where the guests are comes from the Proxy's rules of `star` (`ANY <mac>
+/// -> link <host>`); broadcast still rides the star.
+pub fn mesh(star: &Topology, proxy: &Name, kind: LinkKind) -> Topology {
+    let mut t = star.clone();
+    let hosts: Vec<Name> = t.hosts.keys().filter(|h| *h != proxy).cloned().collect();
+    for (i, a) in hosts.iter().enumerate() {
+        for b in &hosts[i + 1..] {
+            if let Some(link) = Link::new(a.clone(), b.clone(), kind) {
+                t.links.insert(link);
+            }
+        }
+    }
+    let guests: Vec<(Mac, Name)> = star
+        .rules
+        .get(proxy)
+        .into_iter()
+        .flatten()
+        .filter_map(|((_, dst), target)| match (dst, target) {
+            (DstMatch::Is(mac), Target::Link(host)) => Some((*mac, host.clone())),
+            _ => None,
+        })
+        .collect();
+    for host in &hosts {
+        let table = t.rules.entry(host.clone()).or_default();
+        for (mac, home) in &guests {
+            if home != host {
+                table.insert(
+                    (SrcMatch::Any, DstMatch::Is(*mac)),
+                    Target::Link(home.clone()),
+                );
+            }
+        }
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{check, print};
@@ -222,5 +260,27 @@ mod tests {
             star_of(vec![host("h")], &[multicast]),
             Err(StarError::GroupMac(Mac([1, 0, 0x5e, 0, 0, 1])))
         );
+    }
+
+    #[test]
+    fn the_mesh_adds_a_link_per_pair_of_hosts_and_a_rule_per_remote_guest() {
+        let star = star(
+            host("px"),
+            vec![host("h1"), host("h2"), host("h3")],
+            &[
+                guest("h1", "vm1", 1),
+                guest("h2", "vm2", 2),
+                guest("h3", "vm3", 3),
+            ],
+            name("lan0"),
+        )
+        .unwrap();
+        let mesh = mesh(&star, &name("px"), LinkKind::Udp);
+        assert_eq!(mesh.links.len(), 3 + 3);
+        for h in ["h1", "h2", "h3"] {
+            assert_eq!(mesh.rules[&name(h)].len(), 2 + 2, "{h}");
+        }
+        assert!(crate::forward::check(&mesh, &name("px")).is_empty());
+        assert_eq!(mesh.rules[&name("px")], star.rules[&name("px")]);
     }
 }
