@@ -7,15 +7,17 @@
 //! a TAP its host's daemon created, and a `user` namespace holding the Proxy's LAN port. A
 //! guard kills the daemons and deletes the namespaces when the test ends, also when it fails.
 
+mod common;
+use common::Netns;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sched::{setns, CloneFlags};
 use vnetd::control::Stats;
 
 const VNETD: &str = env!("CARGO_BIN_EXE_vnetd");
@@ -36,76 +38,6 @@ fn port_of(daemon: &str) -> u16 {
     match daemon {
         "px" => 5400,
         h => 5400 + h[1..].parse::<u16>().expect("hN"),
-    }
-}
-
-/// A network namespace that exists as long as this value does.
-struct Netns {
-    name: String,
-    path: PathBuf,
-}
-
-impl Netns {
-    fn new(name: String) -> Netns {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        let status = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .expect("run ip");
-        assert!(status.success(), "ip netns add {name} (are we root?)");
-        let ns = Netns {
-            path: PathBuf::from(format!("/run/netns/{name}")),
-            name,
-        };
-        ns.run(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).args(args);
-        c
-    }
-
-    /// Runs `args` inside the namespace and returns its output, whatever its status.
-    fn output(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run ip netns exec")
-    }
-
-    /// Runs `args` inside the namespace; panics with its stderr if it fails.
-    fn run(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "{args:?} in {}: {}{}",
-            self.name,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs `f` on a thread inside the namespace.
-    fn thread<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> std::thread::JoinHandle<T> {
-        let file = File::open(&self.path).expect("open netns");
-        std::thread::spawn(move || {
-            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
-            f()
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
     }
 }
 

@@ -4,9 +4,11 @@
 //! Each test makes its own namespaces, named `vnio-<pid>-<tag>`, and a guard deletes them
 //! when the test ends, also when it fails.
 
+mod common;
+use common::Netns;
+
 use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
@@ -15,64 +17,6 @@ use vnetd::model::Mac;
 
 const TAP_MAC: Mac = Mac([0x02, 0x56, 0x4e, 0x10, 0x00, 0x01]);
 const PEER_MAC: Mac = Mac([0x02, 0x56, 0x4e, 0x10, 0x00, 0x02]);
-
-/// A network namespace that exists as long as this value does.
-struct Netns {
-    name: String,
-    path: PathBuf,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("vnio-{}-{tag}", std::process::id());
-        // A leftover of a killed earlier run with the same pid.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        let status = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .expect("run ip");
-        assert!(status.success(), "ip netns add {name} (are we root?)");
-        Netns {
-            path: PathBuf::from(format!("/run/netns/{name}")),
-            name,
-        }
-    }
-
-    /// `ip -n NS ARGS`; its stdout, or `Err(stderr)`.
-    fn ip(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("ip")
-            .args(["-n", &self.name])
-            .args(args)
-            .output()
-            .expect("run ip");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    /// Starts `ARGS` inside the namespace.
-    fn spawn(&self, args: &[&str]) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("run ip netns exec")
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
 
 /// Reads frames until one satisfies `want` (returned), failing after `timeout`.
 fn read_until(tap: &Tap, timeout: Duration, mut want: impl FnMut(&[u8]) -> bool) -> Vec<u8> {
@@ -151,8 +95,8 @@ fn echo_reply(request: &[u8]) -> Vec<u8> {
 #[test]
 #[ignore = "needs root: creates network namespaces"]
 fn tap_moved_between_namespaces_carries_frames_both_ways() {
-    let a = Netns::new("a");
-    let b = Netns::new("b");
+    let a = Netns::tagged("a");
+    let b = Netns::tagged("b");
     let mut tap = Tap::create_in(&a.path, "vnio0").unwrap();
     assert_eq!(tap.name(), "vnio0");
     assert_eq!(tap.netns(), Some(a.path.as_path()));
@@ -210,7 +154,7 @@ fn tap_moved_between_namespaces_carries_frames_both_ways() {
 #[test]
 #[ignore = "needs root: creates network namespaces"]
 fn tap_created_by_a_thread_inside_a_namespace_is_configured_from_outside() {
-    let c = Netns::new("c");
+    let c = Netns::tagged("c");
     let path = c.path.clone();
     // A thread that lives in c creates the TAP in its current namespace...
     let tap = std::thread::spawn(move || {
@@ -239,7 +183,7 @@ fn tap_created_by_a_thread_inside_a_namespace_is_configured_from_outside() {
 #[test]
 #[ignore = "needs root: creates network namespaces"]
 fn bad_frames_and_truncation_are_reported() {
-    let d = Netns::new("d");
+    let d = Netns::tagged("d");
     let tap = Tap::create_in(&d.path, "vnio0").unwrap();
     let mut buf = vec![0u8; 200];
     // Down, nothing waiting.
@@ -312,8 +256,8 @@ fn bad_frames_and_truncation_are_reported() {
 #[test]
 #[ignore = "needs root: creates network namespaces"]
 fn a_refused_move_leaves_the_tap_where_it_was() {
-    let e = Netns::new("e");
-    let f = Netns::new("f");
+    let e = Netns::tagged("e");
+    let f = Netns::tagged("f");
     let mut first = Tap::create_in(&e.path, "vnio0").unwrap();
     let _second = Tap::create_in(&f.path, "vnio0").unwrap();
     let err = first.move_to(&f.path).unwrap_err();

@@ -8,9 +8,11 @@
 //! also when it fails. The unix tests need nothing but a temporary directory and run in the
 //! fast tier.
 
+mod common;
+use common::Netns;
+
 use std::os::unix::net::{SocketAddr as StdUnixAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vnetd::io::pcap::{PcapError, PcapPort};
@@ -21,65 +23,6 @@ use vnetd::model::Mac;
 const TAP_MAC: Mac = Mac([0x02, 0x56, 0x4e, 0x20, 0x00, 0x01]);
 const PEER_MAC: Mac = Mac([0x02, 0x56, 0x4e, 0x20, 0x00, 0x02]);
 const OTHER_MAC: Mac = Mac([0x02, 0x56, 0x4e, 0x20, 0x00, 0x03]);
-
-/// A network namespace that exists as long as this value does.
-struct Netns {
-    name: String,
-    path: PathBuf,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("vnio-{}-{tag}", std::process::id());
-        // A leftover of a killed earlier run with the same pid.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        let status = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .expect("run ip");
-        assert!(status.success(), "ip netns add {name} (are we root?)");
-        Netns {
-            path: PathBuf::from(format!("/run/netns/{name}")),
-            name,
-        }
-    }
-
-    /// `ip -n NS ARGS`; its stdout, or `Err(stderr)`.
-    fn ip(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("ip")
-            .args(["-n", &self.name])
-            .args(args)
-            .output()
-            .expect("run ip");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    /// Runs `ARGS` inside the namespace to the end; whether it succeeded.
-    fn run(&self, args: &[&str]) -> bool {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .stdout(Stdio::null())
-            .status()
-            .expect("run ip netns exec")
-            .success()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
 
 fn ethertype(frame: &[u8]) -> u16 {
     u16::from_be_bytes([frame[12], frame[13]])
@@ -148,7 +91,7 @@ fn tap_read_until(tap: &Tap, timeout: Duration, want: impl Fn(&[u8]) -> bool) ->
 #[test]
 #[ignore = "needs root: creates network namespaces"]
 fn persistent_tap_outlives_its_descriptor_and_is_reattached() {
-    let ns = Netns::new("pt");
+    let ns = Netns::tagged("pt");
     let (tap, existed) = Tap::open_or_create_persistent(Some(&ns.path), "vnpt0").unwrap();
     assert!(!existed, "made afresh");
     assert!(tap.is_persistent().unwrap());
@@ -203,7 +146,7 @@ fn persistent_tap_outlives_its_descriptor_and_is_reattached() {
 #[test]
 #[ignore = "needs root: creates network namespaces"]
 fn persistent_tap_refuses_what_it_may_not_attach_to() {
-    let ns = Netns::new("pr");
+    let ns = Netns::tagged("pr");
     ns.ip(&[
         "link", "add", "vnpd0", "type", "veth", "peer", "name", "vnpd1",
     ])
@@ -277,8 +220,8 @@ fn pcap_read_until(
 #[test]
 #[ignore = "needs root: creates network namespaces"]
 fn pcap_port_captures_and_injects_on_a_veth_in_another_namespace() {
-    let a = Netns::new("ca");
-    let b = Netns::new("cb");
+    let a = Netns::tagged("ca");
+    let b = Netns::tagged("cb");
     a.ip(&[
         "link", "add", "vnpc0", "type", "veth", "peer", "name", "vnpc1", "netns", &b.name,
     ])
@@ -322,7 +265,7 @@ fn pcap_port_captures_and_injects_on_a_veth_in_another_namespace() {
     a.ip(&["addr", "add", "10.81.0.3/24", "dev", "vnpc0"])
         .unwrap();
     assert!(
-        a.run(&["ping", "-c", "1", "-W", "1", "10.81.0.1"]),
+        a.succeeds(&["ping", "-c", "1", "-W", "1", "10.81.0.1"]),
         "a pings b"
     );
     let mut outgoing = 0;
@@ -354,7 +297,7 @@ fn pcap_port_captures_and_injects_on_a_veth_in_another_namespace() {
         "permanent",
     ])
     .unwrap();
-    assert!(!b.run(&["ping", "-c", "5", "-i", "0.002", "-W", "0.01", "10.81.0.2"]));
+    assert!(!b.succeeds(&["ping", "-c", "5", "-i", "0.002", "-W", "0.01", "10.81.0.2"]));
     let mut requests = 0;
     let handed = port
         .read_frames(64, |f| {
@@ -369,7 +312,7 @@ fn pcap_port_captures_and_injects_on_a_veth_in_another_namespace() {
     assert_eq!(own, 0);
 
     // One frame at a time, and one too long for the buffer.
-    assert!(!b.run(&[
+    assert!(!b.succeeds(&[
         "ping",
         "-c",
         "2",
@@ -429,7 +372,7 @@ fn pcap_port_captures_and_injects_on_a_veth_in_another_namespace() {
 #[test]
 #[ignore = "needs root: creates network namespaces"]
 fn pcap_port_reports_what_it_cannot_open() {
-    let a = Netns::new("ce");
+    let a = Netns::tagged("ce");
     let err = PcapPort::open(Some(&a.path), "vnpcnone").unwrap_err();
     assert!(matches!(err, PcapError::Open { .. }), "{err}");
     let msg = err.to_string();
