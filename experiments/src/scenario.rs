@@ -233,6 +233,10 @@ struct Defaults {
     guest_memory: Option<Spanned<String>>,
 }
 
+/// Most hosts a scenario may have (each is several namespaces and processes on this machine;
+/// the papers' largest setting has 28).
+pub const MAX_HOSTS: usize = 1000;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSite {
@@ -491,6 +495,16 @@ fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
                 ));
             }
             proxy_site = Some(site);
+        }
+        if hosts.len() + s.hosts > MAX_HOSTS {
+            return Err(cx.err(
+                s.name.span(),
+                format!(
+                    "{} hosts in all: the testbed runs every host as namespaces on this one \
+                     machine, at most {MAX_HOSTS}",
+                    hosts.len().saturating_add(s.hosts)
+                ),
+            ));
         }
         for _ in 0..s.hosts {
             let index = hosts.len() + 1;
@@ -1051,6 +1065,12 @@ cpu = 1.0
         assert_eq!(parse_bytes("64KiB").unwrap(), 65536);
         assert!(parse_rate("fast").is_err());
         assert!(parse_bytes("-1").is_err());
+    }
+
+    #[test]
+    fn absurd_host_counts_are_refused_before_anything_is_allocated() {
+        let e = error_of("name=\"t\"\nrate_scale=1\n[[site]]\nname=\"a\"\nhosts=100000000000\n");
+        assert!(e.contains("at most 1000"), "{e}");
     }
 }
 

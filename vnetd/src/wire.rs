@@ -196,8 +196,6 @@
 //!
 //! - The liveness machine (hello and keepalive timers, dead-peer detection, reconnection)
 //!   and the session-id-to-link table of the I/O layer.
-//! - Fuzz targets (cargo-fuzz needs a nightly toolchain); property tests cover the parsers
-//!   with arbitrary input meanwhile.
 //! - Frames above 65535 bytes (jumbo frames up to 9000 work if `max_frame_len` is raised).
 
 mod auth;

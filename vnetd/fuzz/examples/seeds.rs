@@ -157,7 +157,14 @@ fn wire_seeds() {
 
     // stream: payload limit, chunk seed, then records back to back.
     let mut records = Vec::new();
-    for d in [&s.hello, &s.frame, &s.fragments[0], &s.fragments[1], &s.keepalive, &s.echo] {
+    for d in [
+        &s.hello,
+        &s.frame,
+        &s.fragments[0],
+        &s.fragments[1],
+        &s.keepalive,
+        &s.echo,
+    ] {
         records.extend_from_slice(d);
     }
     let stream = |limit: u16, seed: u8, tail: &[u8]| {
@@ -169,8 +176,16 @@ fn wire_seeds() {
     };
     write("stream", "records", stream(u16::MAX, 0, &[]));
     write("stream", "records-small-limit", stream(1518, 7, &[]));
-    write("stream", "records-then-garbage", stream(u16::MAX, 42, &[2; 30]));
-    write("stream", "records-then-partial", stream(u16::MAX, 3, &s.frame[..30]));
+    write(
+        "stream",
+        "records-then-garbage",
+        stream(u16::MAX, 42, &[2; 30]),
+    );
+    write(
+        "stream",
+        "records-then-partial",
+        stream(u16::MAX, 3, &s.frame[..30]),
+    );
 }
 
 /// One `reassembly` insert: id, frame length, index, count, hops, clock step, piece length
@@ -358,7 +373,10 @@ fn text_seeds() {
         ("mac", "02:56:4e:00:00:01"),
         ("mac-short", "2:56:4E:0:0:1"),
         ("name", "host1.site-a_2"),
-        ("key", "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a\n"),
+        (
+            "key",
+            "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a\n",
+        ),
         ("guest", "host1:vm1:02:56:4e:00:00:01"),
         ("daemon", "host1:5400"),
         ("ifname", "eth0"),
