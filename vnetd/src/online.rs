@@ -457,6 +457,46 @@ pub fn show_text(live: &Live) -> String {
     out
 }
 
+/// Whether one primitive, applied to the live overlay of `declared`'s daemons, would make a
+/// frame loop, go astray or arrive twice that does not already ([`crate::forward::check`],
+/// with `proxy` as the Proxy): what `vnetctl add-link`, `delete-link`, `add-rule` and
+/// `delete-rule --against FILE` ask before they send anything.
+///
+/// # Errors
+/// [`OnlineError::Refused`] with the new problems (or why the primitive cannot apply);
+/// errors reading the live overlay.
+pub fn check_primitive(
+    session: &mut Session,
+    declared: &Topology,
+    proxy: &Name,
+    action: &Action,
+) -> Result<(), OnlineError> {
+    let live = live(session, declared)?;
+    let problems = |t: &Topology| -> BTreeSet<String> {
+        crate::forward::check(t, proxy)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    let before = problems(&live.topology);
+    let mut after = live.topology.clone();
+    lang::apply(&mut after, action).map_err(|e| OnlineError::Refused {
+        problems: format!("  {action}: {e}\n"),
+    })?;
+    let new: Vec<String> = problems(&after).difference(&before).cloned().collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    Err(OnlineError::Refused {
+        problems: new
+            .iter()
+            .fold(format!("  {action} would cause:\n"), |mut s, p| {
+                let _ = writeln!(s, "  {p}");
+                s
+            }),
+    })
+}
+
 /// What `apply` did.
 #[derive(Debug, Clone)]
 pub struct ApplyReport {

@@ -802,6 +802,44 @@ fn bad_input_gets_a_clear_error_or_a_counted_drop_and_the_daemon_keeps_serving()
         "{out:?}"
     );
 
+    // A primitive checked against the whole overlay is refused when it would misdeliver, and
+    // nothing changes.
+    let (star, mac2) = (o.path("star.vnet"), guest_mac(2));
+    let out = o.ctl(&[
+        "add-rule",
+        "px:5400",
+        "--src",
+        "any",
+        "--dst",
+        &mac2,
+        "--link",
+        "h3",
+        "--against",
+        &star,
+        "--proxy",
+        "px",
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("would cause"),
+        "{out:?}"
+    );
+    let rules = o.ctl_ok(&["list-rules", "px:5400"]);
+    assert!(rules.contains(&format!("{mac2} px h2")), "{rules}");
+    let out = o.ctl(&[
+        "delete-link",
+        "h1:5401",
+        "px:5400",
+        "--against",
+        &star,
+        "--proxy",
+        "px",
+    ]);
+    assert!(
+        !out.status.success(),
+        "deleting a star link that rules use: {out:?}"
+    );
+
     // Garbage, forged and replayed datagrams on the Proxy's link port: capture one real
     // datagram from h1 on the underlay's loopback, then send it again, forged and as noise.
     let captured = o.underlay.thread(|| {

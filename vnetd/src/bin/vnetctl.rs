@@ -11,8 +11,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use vnetd::cli::{self, Daemon};
 use vnetd::control::{self, PortKind, PortSpec, Request, Response};
-use vnetd::lang::Guest;
-use vnetd::model::{DstMatch, LinkKind, Mac, Name, Rule, SrcMatch, Target, Topology};
+use vnetd::lang::{Action, Guest, Item};
+use vnetd::model::{DstMatch, Link, LinkKind, Mac, Name, Rule, SrcMatch, Target, Topology};
 use vnetd::online::{self, Hosts, Session};
 
 /// Control tool of the vnetd layer-2 overlay.
@@ -168,6 +168,8 @@ enum Command {
         /// The transport.
         #[arg(long, value_enum, default_value = "udp")]
         kind: KindArg,
+        #[command(flatten)]
+        check: CheckArgs,
     },
     /// Delete the overlay link between two daemons (at both ends).
     DeleteLink {
@@ -175,6 +177,8 @@ enum Command {
         a: String,
         /// The other end.
         b: String,
+        #[command(flatten)]
+        check: CheckArgs,
     },
     /// Add a rule to a daemon's forwarding table (or replace the target of the rule with the
     /// same match).
@@ -198,6 +202,8 @@ enum Command {
         /// ... or out of this local port.
         #[arg(long, value_name = "PORT")]
         port: Option<Name>,
+        #[command(flatten)]
+        check: CheckArgs,
     },
     /// Delete the rule with this match from a daemon's table.
     DeleteRule {
@@ -209,6 +215,8 @@ enum Command {
         /// Destination match: `any`, `none`, a MAC, or `not MAC`.
         #[arg(long, value_parser = parse_dst)]
         dst: DstMatch,
+        #[command(flatten)]
+        check: CheckArgs,
     },
     /// List a daemon's ports (its network interfaces toward guests).
     ListInterfaces {
@@ -283,6 +291,29 @@ enum Command {
         /// The daemon, NAME[:PORT].
         daemon: String,
     },
+}
+
+/// How a primitive is checked against the whole overlay before it is sent.
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// Check first, against the live overlay of FILE's daemons (its HOST lines), that the
+    /// primitive makes no frame loop, go astray or arrive twice; refuse it, changing nothing,
+    /// if it would.
+    #[arg(long, value_name = "FILE")]
+    against: Option<PathBuf>,
+    /// With --against: the machine that is the Proxy.
+    #[arg(long, value_name = "NAME", default_value = "proxy")]
+    proxy: Name,
+}
+
+impl CheckArgs {
+    /// Refuses `action` if the check is asked for and fails.
+    fn check(&self, session: &mut Session, action: &Action) -> anyhow::Result<()> {
+        if let Some(file) = &self.against {
+            online::check_primitive(session, &load(file)?, &self.proxy, action)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -508,9 +539,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::AddLink { a, b, kind } => {
+        Command::AddLink { a, b, kind, check } => {
             let mut session = session(&cli)?;
             let (a, b) = (daemon(a)?, daemon(b)?);
+            let link = Link::new(a.0.clone(), b.0.clone(), (*kind).into())
+                .ok_or_else(|| anyhow::anyhow!("a link joins two different daemons"))?;
+            check.check(&mut session, &Action::Add(Item::Link(link)))?;
             for message in online::add_link(&mut session, (&a.0, a.1), (&b.0, b.1), (*kind).into())?
             {
                 println!("{message}");
@@ -518,9 +552,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("link {}-{} added at both ends", a.0, b.0);
             Ok(ExitCode::SUCCESS)
         }
-        Command::DeleteLink { a, b } => {
+        Command::DeleteLink { a, b, check } => {
             let mut session = session(&cli)?;
             let (a, b) = (daemon(a)?, daemon(b)?);
+            if let Some(file) = &check.against {
+                // The kind does not matter to the check: the link is found by its two ends.
+                let live = online::live(&mut session, &load(file)?)?;
+                if let Some(link) = live
+                    .topology
+                    .links
+                    .iter()
+                    .find(|l| (l.a == a.0 && l.b == b.0) || (l.a == b.0 && l.b == a.0))
+                {
+                    check.check(&mut session, &Action::Delete(Item::Link(link.clone())))?;
+                }
+            }
             for ((me, port), (peer, _)) in [(&a, &b), (&b, &a)] {
                 let response =
                     session.call(me, *port, &Request::DeleteLink { peer: peer.clone() })?;
@@ -534,6 +580,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dst,
             link,
             port,
+            check,
         } => {
             let target = match (link, port) {
                 (Some(peer), _) => Target::Link(peer.clone()),
@@ -545,16 +592,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dst: *dst,
                 target,
             };
-            primitive(&mut session(&cli)?, given, &Request::AddRule { rule })
+            let mut session = session(&cli)?;
+            let machine = daemon(given)?.0;
+            let action = Action::Add(Item::Rule {
+                machine,
+                rule: rule.clone(),
+            });
+            check.check(&mut session, &action)?;
+            primitive(&mut session, given, &Request::AddRule { rule })
         }
-        Command::DeleteRule { daemon, src, dst } => primitive(
-            &mut session(&cli)?,
-            daemon,
-            &Request::DeleteRule {
-                src: *src,
-                dst: *dst,
-            },
-        ),
+        Command::DeleteRule {
+            daemon: given,
+            src,
+            dst,
+            check,
+        } => {
+            let mut session = session(&cli)?;
+            let machine = daemon(given)?.0;
+            if check.against.is_some() {
+                // The rule as the daemon holds it (the check needs its target).
+                let rules = match session.call(&machine, daemon(given)?.1, &Request::ListRules)? {
+                    Response::Rules { rules } => rules,
+                    other => anyhow::bail!("{machine}: unexpected answer {other:?}"),
+                };
+                if let Some(rule) = rules.into_iter().find(|r| r.src == *src && r.dst == *dst) {
+                    check.check(&mut session, &Action::Delete(Item::Rule { machine, rule }))?;
+                }
+            }
+            primitive(
+                &mut session,
+                given,
+                &Request::DeleteRule {
+                    src: *src,
+                    dst: *dst,
+                },
+            )
+        }
         Command::ListInterfaces { daemon } => {
             primitive(&mut session(&cli)?, daemon, &Request::ListInterfaces)
         }
