@@ -1078,7 +1078,8 @@ cpu = 1.0
 mod shipped {
     use super::*;
 
-    /// Every scenario shipped in `experiments/scenarios/` is valid, with the papers' host counts.
+    /// Every scenario shipped in `experiments/scenarios/` is valid, with the papers' host counts
+    /// (and `dataplane`, `bench dataplane`'s two hosts).
     #[test]
     fn shipped_scenarios_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
@@ -1093,6 +1094,7 @@ mod shipped {
         seen.sort();
         let expect = [
             ("cluster-28", 28),
+            ("dataplane", 2),
             ("man", 8),
             ("single-cluster", 8),
             ("two-clusters", 8),

@@ -33,6 +33,10 @@ struct Run {
 
 impl Run {
     fn up(scenario_name: &str, run: &str, mode: &str) -> Run {
+        Run::up_with(scenario_name, run, mode, &[])
+    }
+
+    fn up_with(scenario_name: &str, run: &str, mode: &str, options: &[&str]) -> Run {
         let r = Run {
             name: run.to_string(),
         };
@@ -40,6 +44,7 @@ impl Run {
             .args(["up"])
             .arg(scenario(scenario_name))
             .args(["--run", run, "--network", mode])
+            .args(options)
             .output()
             .unwrap();
         ok(out, &format!("testbed up {scenario_name} --network {mode}"));
@@ -417,6 +422,94 @@ fn man_vnet() {
 #[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
 fn wan_vnet() {
     vnet_round_trip("wan");
+}
+
+/// The inode of a namespace file (`/proc/PID/ns/net`, `/run/netns/NAME`), 0 if missing.
+fn ns_inode(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| m.ino()).unwrap_or(0)
+}
+
+/// tinc mode: a tincd (tinc 1.0, switch mode) on every host and the Proxy, each in its node's
+/// namespace and cgroup, carries full-size frames between guests and between the user and the
+/// guests over the scenario's 1500-byte underlay; `down` leaves nothing (the Drop of `Run`).
+#[test]
+#[ignore = "end-to-end: needs root, network namespaces and tinc; run by `cargo xtask test`"]
+fn dataplane_tinc() {
+    let run = Run::up("dataplane", "t-tinc", "tinc");
+    let status = run.status();
+    assert_eq!(status["healthy"], true, "{status}");
+    assert_eq!(status["mode"], "tinc");
+    assert_eq!(status["underlay_mtu"], 1500);
+    let daemons = status["tinc"]["daemons"].as_array().unwrap();
+    assert_eq!(daemons.len(), run.nodes("host").len() + 1, "{status}");
+    for d in daemons {
+        let (pid, node) = (d["pid"].as_u64().unwrap(), d["node"].as_str().unwrap());
+        assert_eq!(d["alive"], true, "{d}");
+        assert_eq!(
+            ns_inode(&format!("/proc/{pid}/ns/net")),
+            ns_inode(&format!("/run/netns/tb-{}.{node}", run.name)),
+            "tincd on {node} is not in its namespace"
+        );
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        assert!(
+            cgroup.contains(&format!(":/testbed/{}/{node}\n", run.name)),
+            "tincd on {node}: {cgroup}"
+        );
+    }
+    let out = ok(
+        run.exec("host1", &["ip", "-o", "link", "show", "master", "br0"]),
+        "host1 bridge",
+    );
+    assert!(out.contains(" tinc0:") && out.contains(" vm1@"), "{out}");
+    all_pairs_ping(&run, true);
+    user_pings_guests(&run);
+}
+
+/// vxlan mode with `--keep-underlay-mtu`: the underlay stays at 1500 and the VTEPs at 1500, so
+/// full-size frames without don't-fragment cross (the outer packets fragmented); Linux's bridged
+/// VXLAN answers don't-fragment packets over 1450 bytes with ICMP "fragmentation needed"
+/// (`skb_tunnel_check_pmtu`, Linux 5.9 and later), so `ping -M do -s 1472` cannot work here.
+#[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
+fn dataplane_vxlan_keeps_the_underlay_mtu() {
+    let run = Run::up_with("dataplane", "t-vxkeep", "vxlan", &["--keep-underlay-mtu"]);
+    assert_eq!(run.status()["underlay_mtu"], 1500);
+    let link = ok(run.exec("host1", &["ip", "-o", "link"]), "host1 links");
+    let mtu_of = |ifname: &str| {
+        let l = link
+            .lines()
+            .find(|l| l.contains(&format!(" {ifname}:")) || l.contains(&format!(" {ifname}@")))
+            .unwrap_or_else(|| panic!("no {ifname} on host1: {link}"));
+        l.split("mtu ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(mtu_of("eth0"), "1500");
+    assert_eq!(mtu_of("vxlan0"), "1500");
+    let ping = |args: &[&str]| {
+        let mut cmd = vec!["ping", "-c", "2", "-i", "0.2", "-W", "3"];
+        cmd.extend(args);
+        cmd.push("10.10.0.2");
+        run.exec("vm1", &cmd)
+    };
+    ok(
+        ping(&["-M", "dont", "-s", "1472"]),
+        "ping -M dont -s 1472 (fragmented underneath)",
+    );
+    ok(ping(&["-M", "do", "-s", "1422"]), "ping -M do -s 1422");
+    let out = ping(&["-M", "do", "-s", "1472"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("mtu = 1450"),
+        "ping -M do -s 1472 over VXLAN at underlay MTU 1500: expected the kernel's \
+         fragmentation-needed (mtu 1450), got: {text}"
+    );
 }
 
 #[test]

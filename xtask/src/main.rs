@@ -31,6 +31,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "nftables",
         "nft, to cut overlay links in the end-to-end tests",
     ),
+    (
+        "tinc",
+        "tincd (tinc 1.0): the testbed's tinc mode, a reference of `bench dataplane`",
+    ),
 ];
 
 fn main() {

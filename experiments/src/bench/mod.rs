@@ -1,7 +1,9 @@
 //! Benchmarks: `bench fidelity` (the testbed against its scenario), `bench linkemu` (the link
-//! emulator alone) and `bench setup` (how fast the overlay configures itself). Every benchmark prints readable tables, then as its last stdout line one JSON
-//! object of its headline figures.
+//! emulator alone), `bench setup` (how fast the overlay configures itself) and `bench
+//! dataplane` (the overlay's data path against no overlay, VXLAN and tinc). Every benchmark
+//! prints readable tables, then as its last stdout line one JSON object of its headline figures.
 
+pub mod dataplane;
 pub mod fidelity;
 pub mod model;
 pub mod setup;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use experiments::bench::{fidelity, setup};
+use experiments::bench::{dataplane, fidelity, setup};
 use experiments::linkemu::accuracy::{self, Config, MeasureOptions};
 
 /// Benchmarks of the testbed and the overlay.
@@ -51,6 +51,29 @@ enum Cmd {
         /// Primitives to time per size.
         #[arg(long, default_value_t = 1000)]
         primitives: usize,
+    },
+    /// The data path between two guests on different hosts over unshaped links: TCP throughput,
+    /// ping RTT and CPU time per GB for direct, vxlan, tinc and vnetd (via the Proxy, UDP and
+    /// TCP fast paths), all at the same underlay MTU.
+    Dataplane {
+        /// Scenario file (two hosts with a guest each; default: scenarios/dataplane.toml).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Measurements of each configuration (interleaved).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Counted seconds of each iperf3 flow.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+        /// Uncounted seconds at the start of each flow.
+        #[arg(long, default_value_t = 1)]
+        omit: u32,
+        /// Pings per measurement.
+        #[arg(long, default_value_t = 200)]
+        pings: usize,
+        /// Milliseconds between pings.
+        #[arg(long, default_value_t = 10.0)]
+        ping_interval_ms: f64,
     },
     /// Measure the link emulator alone between two namespaces: RTT against configured delay,
     /// single-flow TCP goodput against rate, its timing lateness and CPU cost.
@@ -127,6 +150,23 @@ fn run(cli: Cli) -> Result<()> {
                 primitives: primitives.max(1),
             })?
         }
+        Cmd::Dataplane {
+            scenario,
+            repeat,
+            seconds,
+            omit,
+            pings,
+            ping_interval_ms,
+        } => dataplane::run(&dataplane::Options {
+            scenario: scenario.unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/dataplane.toml")
+            }),
+            repeat: repeat.max(1),
+            seconds: seconds.max(1),
+            omit,
+            pings: pings.max(1),
+            ping_interval_ms: ping_interval_ms.max(1.0),
+        })?,
         Cmd::Linkemu {
             repeat,
             configs,

@@ -32,6 +32,12 @@ enum Cmd {
         /// How guests reach each other and the user's LAN.
         #[arg(long, value_enum, default_value_t = Mode::Direct)]
         network: Mode,
+        /// Keep the scenario's underlay MTU in vxlan mode instead of raising it to 1550: the
+        /// VTEPs keep MTU 1500 and the kernel fragments their outer packets (other modes never
+        /// raise it). Linux's bridged VXLAN then answers don't-fragment guest packets over 1450
+        /// bytes with ICMP "fragmentation needed".
+        #[arg(long)]
+        keep_underlay_mtu: bool,
     },
     /// Show a run's nodes and links.
     Status {
@@ -138,8 +144,10 @@ fn run(cli: Cli) -> Result<()> {
             scenario,
             run,
             network,
+            keep_underlay_mtu,
         } => {
-            let state = testbed::up(&scenario, run.as_deref(), network)?;
+            let options = testbed::Options { keep_underlay_mtu };
+            let state = testbed::up_with(&scenario, run.as_deref(), network, options)?;
             let guests = state
                 .plan
                 .nodes
@@ -147,13 +155,14 @@ fn run(cli: Cli) -> Result<()> {
                 .filter(|n| n.kind == testbed::NodeKind::Guest)
                 .count();
             println!(
-                "run `{}` is up in {:.2} s: {} nodes, {} guests, {} link emulators, network {}{}",
+                "run `{}` is up in {:.2} s: {} nodes, {} guests, {} link emulators, network {}, underlay MTU {}{}",
                 state.run,
                 state.up_seconds.unwrap_or_default(),
                 state.plan.nodes.len(),
                 guests,
                 state.emulators.len(),
                 state.plan.mode,
+                state.plan.underlay_mtu,
                 if state.daemons.is_empty() {
                     String::new()
                 } else {
@@ -287,10 +296,11 @@ fn signal_hook_stop(stop: &Arc<AtomicBool>) -> Result<()> {
 fn print_status(out: &mut impl Write, s: &testbed::Status) -> io::Result<()> {
     writeln!(
         out,
-        "run {}  scenario {}  network {}  rate scale {}  up in {}",
+        "run {}  scenario {}  network {}  underlay MTU {}  rate scale {}  up in {}",
         s.run,
         s.scenario.display(),
         s.mode,
+        s.underlay_mtu,
         s.rate_scale,
         s.up_seconds
             .map_or("(incomplete)".into(), |t| format!("{t:.2} s"))
@@ -369,6 +379,25 @@ fn print_status(out: &mut impl Write, s: &testbed::Status) -> io::Result<()> {
             v.hosts_file.display(),
             s.run
         )?;
+    }
+    if let Some(t) = &s.tinc {
+        writeln!(
+            out,
+            "\n{:<14} {:>8} {:<22} {:<36}  log",
+            "tincd", "pid", "address (tcp, udp)", "config"
+        )?;
+        for d in &t.daemons {
+            writeln!(
+                out,
+                "{:<14} {:>8} {:<22} {:<36}  {}{}",
+                d.node,
+                d.pid.map_or("-".into(), |p| p.to_string()),
+                d.address,
+                d.config.display(),
+                d.log.display(),
+                if d.alive { "" } else { "  (DEAD)" }
+            )?;
+        }
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 pub mod plan;
 pub mod sys;
+pub mod tinc;
 pub mod vnet;
 
 use std::fs;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-pub use plan::{Mode, NodeKind, Plan};
+pub use plan::{Mode, NodeKind, Options, Plan};
 use sys::Cgroups;
 
 use crate::linkemu::{self, LinkSpec};
@@ -39,7 +40,8 @@ pub struct RunState {
     pub plan: Plan,
     /// Pid of the link emulator of each emulated wire, by wire name.
     pub emulators: Vec<(String, u32)>,
-    /// Pid of the overlay daemon of each node that runs one (vnet mode), by node name.
+    /// Pid of the overlay daemon of each node that runs one (`vnetd` in vnet mode, `tincd` in
+    /// tinc mode), by node name.
     #[serde(default)]
     pub daemons: Vec<(String, u32)>,
     /// Seconds `up` took; `None` while it is still coming up.
@@ -163,6 +165,14 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf> {
 /// # Errors
 /// A bad scenario (nothing is created), or the failing step.
 pub fn up(file: &Path, run: Option<&str>, mode: Mode) -> Result<RunState> {
+    up_with(file, run, mode, Options::default())
+}
+
+/// Like [`up`], with [`Options`] (e.g. `--keep-underlay-mtu`).
+///
+/// # Errors
+/// As [`up`].
+pub fn up_with(file: &Path, run: Option<&str>, mode: Mode, options: Options) -> Result<RunState> {
     let scenario = Scenario::load(file)?;
     let run = run.unwrap_or(&scenario.name).to_string();
     check_run_name(&run)?;
@@ -171,7 +181,7 @@ pub fn up(file: &Path, run: Option<&str>, mode: Mode) -> Result<RunState> {
     if leftovers.anything() {
         eprintln!("testbed: removed leftovers of an earlier run `{run}`: {leftovers}");
     }
-    let plan = Plan::new(&scenario, &run, mode);
+    let plan = Plan::with_options(&scenario, &run, mode, options);
     let mut state = RunState {
         run: run.clone(),
         scenario_file: file.to_path_buf(),
@@ -299,8 +309,10 @@ fn build(scenario: &Scenario, state: &mut RunState) -> Result<()> {
             .iter()
             .try_for_each(|(ns, l)| sys::batch("bridge", Some(ns), l))
     })?;
-    if plan.mode == Mode::Vnet {
-        vnet::build(state)?;
+    match plan.mode {
+        Mode::Vnet => vnet::build(state)?,
+        Mode::Tinc => tinc::build(state)?,
+        Mode::Direct | Mode::Vxlan => {}
     }
     step("cross traffic and CPU hogs", || {
         start_background(scenario, state)
@@ -653,6 +665,30 @@ pub struct VnetStatus {
     pub star_file: PathBuf,
 }
 
+/// Status of one `tincd` (tinc mode).
+#[derive(Debug, Serialize)]
+pub struct TincDaemonStatus {
+    /// The node it runs on (its tinc name).
+    pub node: String,
+    /// Its pid, if it was started.
+    pub pid: Option<u32>,
+    /// Whether it is alive (in its node's cgroup).
+    pub alive: bool,
+    /// Its meta connections' (TCP) and packets' (UDP) address.
+    pub address: String,
+    /// Its configuration directory (`tinc.conf`, `hosts/`, keys, scripts).
+    pub config: PathBuf,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+/// How a tinc-mode run's daemons are.
+#[derive(Debug, Serialize)]
+pub struct TincStatus {
+    /// The daemons.
+    pub daemons: Vec<TincDaemonStatus>,
+}
+
 /// Status of a run.
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -672,6 +708,10 @@ pub struct Status {
     pub wires: Vec<WireStatus>,
     /// The overlay, in vnet mode.
     pub vnet: Option<VnetStatus>,
+    /// The tinc daemons, in tinc mode.
+    pub tinc: Option<TincStatus>,
+    /// The underlay's MTU (the scenario's, or raised for VXLAN).
+    pub underlay_mtu: u32,
     /// Whether every namespace, emulator and overlay daemon is alive.
     pub healthy: bool,
 }
@@ -762,11 +802,38 @@ pub fn status(run: &str) -> Result<Status> {
         hosts_file: vnet::hosts_file(run),
         star_file: vnet::star_file(run),
     });
+    let tinc = state.plan.tinc.as_ref().map(|t| TincStatus {
+        daemons: t
+            .nodes
+            .iter()
+            .map(|d| {
+                let pid = state
+                    .daemons
+                    .iter()
+                    .find(|(n, _)| n == &d.node)
+                    .map(|(_, p)| *p);
+                let cgroup = state.node(&d.node).map_or("", |n| n.cgroup.as_str());
+                TincDaemonStatus {
+                    node: d.node.clone(),
+                    pid,
+                    alive: pid.is_some_and(|p| {
+                        cg.pids_of(cgroup).contains(&i32::try_from(p).unwrap_or(-1))
+                    }),
+                    address: format!("{}:{}", d.address, plan::TINC_PORT),
+                    config: tinc::node_dir(run, &d.node),
+                    log: tinc::log_file(run, &d.node),
+                }
+            })
+            .collect(),
+    });
     let healthy = nodes.iter().all(|n| n.alive)
         && wires.iter().all(|w| w.alive)
         && vnet
             .as_ref()
-            .is_none_or(|v| v.daemons.iter().all(|d| d.alive));
+            .is_none_or(|v| v.daemons.iter().all(|d| d.alive))
+        && tinc
+            .as_ref()
+            .is_none_or(|t| t.daemons.iter().all(|d| d.alive));
     Ok(Status {
         run: run.to_string(),
         scenario: state.scenario_file.clone(),
@@ -776,6 +843,8 @@ pub fn status(run: &str) -> Result<Status> {
         nodes,
         wires,
         vnet,
+        tinc,
+        underlay_mtu: state.plan.underlay_mtu,
         healthy,
     })
 }

@@ -10,7 +10,7 @@
 //! - the user's LAN: `user`'s `eth0` is cabled to the Proxy's LAN bridge `br0` (port `user`);
 //! - a guest's NIC is its `eth0`, with its fixed MAC and address on the guest subnet; how it reaches
 //!   the others is the network mode ([`Mode`]): a veth cable to a bridge on its host (`direct`,
-//!   `vxlan`), or a TAP device of its host's overlay daemon (`vnet`, see [`Vnet`]);
+//!   `vxlan`, `tinc`), or a TAP device of its host's overlay daemon (`vnet`, see [`Vnet`]);
 //! - a wire with delay, jitter or loss is a pair of TAP devices owned by a link-emulator process;
 //!   a wire with only a rate is a veth pair shaped by `tbf` at both ends; others are plain veths.
 //!
@@ -38,12 +38,18 @@ pub enum Mode {
     /// user's LAN onto its own, so the user's LAN stretches over the sites' links.
     Direct,
     /// The in-kernel overlay reference: a VXLAN full mesh between the hosts and the Proxy, with
-    /// the underlay MTU raised to carry 1500-byte guest frames.
+    /// the underlay MTU raised to carry 1500-byte guest frames (unless
+    /// [`Options::keep_underlay_mtu`]).
     Vxlan,
     /// The VNET overlay: `vnetd` on every host and the Proxy, each guest's NIC a TAP of its host's
     /// daemon, every host linked to the Proxy over UDP (the star). The underlay MTU stays the
     /// scenario's: the overlay fragments by itself.
     Vnet,
+    /// The user-space overlay reference: Debian's tinc 1.0 in switch mode, encryption and
+    /// packet authentication off, a `tincd` on every host and the Proxy (see [`Tinc`]), each
+    /// host's TAP on its guest bridge, the Proxy's on its LAN bridge. The underlay keeps the
+    /// scenario's MTU: tinc's path-MTU discovery is off, so the kernel fragments its datagrams.
+    Tinc,
 }
 
 impl fmt::Display for Mode {
@@ -52,6 +58,7 @@ impl fmt::Display for Mode {
             Mode::Direct => "direct",
             Mode::Vxlan => "vxlan",
             Mode::Vnet => "vnet",
+            Mode::Tinc => "tinc",
         })
     }
 }
@@ -68,6 +75,25 @@ pub const VNET_PORT: u16 = 5400;
 pub const VNET_METRICS_PORT: u16 = 9540;
 /// The Proxy's TAP onto the user's LAN (a port of its LAN bridge `br0`).
 pub const VNET_LAN_PORT: &str = "lan0";
+/// The port of every `tincd` (TCP meta connections and UDP packets).
+pub const TINC_PORT: u16 = 655;
+/// The TAP device every `tincd` creates in its node's namespace (a port of the node's `br0`).
+pub const TINC_INTERFACE: &str = "tinc0";
+
+/// How `up` builds a scenario, beyond its network mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Options {
+    /// Never raise the underlay MTU above the scenario's (`testbed up --keep-underlay-mtu`). Only
+    /// `vxlan` mode raises it (to the guests' 1500 plus VXLAN's 50 bytes); with this option its
+    /// VTEPs keep MTU 1500 over the scenario's underlay, have no lower device (which would cap
+    /// them at the underlay's MTU minus 50) and send their outer packets without don't-fragment
+    /// (`df unset`), so the kernel fragments them. Linux's bridged VXLAN still answers a
+    /// don't-fragment frame that does not fit (1450 bytes of IP at underlay MTU 1500) with an
+    /// ICMP "fragmentation needed" to its sender (`skb_tunnel_check_pmtu`, Linux 5.9 and
+    /// later): guests' `ping -M do -s 1472` fails and their TCP (which sets don't-fragment)
+    /// learns a path MTU of 1450; frames without don't-fragment cross in fragments.
+    pub keep_underlay_mtu: bool,
+}
 
 /// What kind of node a namespace holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,8 +209,11 @@ pub struct Plan {
     pub run: String,
     /// Network mode.
     pub mode: Mode,
-    /// Underlay MTU actually used (raised in vxlan mode).
+    /// Underlay MTU actually used (raised in vxlan mode unless `options.keep_underlay_mtu`).
     pub underlay_mtu: u32,
+    /// What `up` was asked beyond the mode.
+    #[serde(default)]
+    pub options: Options,
     /// Every node.
     pub nodes: Vec<Node>,
     /// Every wire.
@@ -200,6 +229,9 @@ pub struct Plan {
     /// The overlay, in `vnet` mode only.
     #[serde(default)]
     pub vnet: Option<Vnet>,
+    /// The tinc daemons, in `tinc` mode only.
+    #[serde(default)]
+    pub tinc: Option<Tinc>,
 }
 
 /// What a daemon is in the overlay (`vnetd --role`).
@@ -341,6 +373,114 @@ impl Vnet {
     }
 }
 
+/// The tinc daemons of a `tinc`-mode run (Debian's tinc 1.0, `tincd`): one per host and the
+/// Proxy, in switch mode (a learning Ethernet switch between TAPs), packet encryption and
+/// authentication off (`Cipher = none`, `Digest = none`), no compression. The meta connections
+/// form a star (every host connects to the Proxy, whose `tincd` starts first); packets go
+/// between any two daemons directly over UDP, each knowing every other's address and public key
+/// from its host file. Path-MTU discovery and MSS clamping are off, so a 1500-byte guest frame
+/// is one datagram that the kernel fragments on the underlay (as with VXLAN's `df unset`), and
+/// guests' TCP is left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tinc {
+    /// Every daemon: the hosts in order, then the Proxy.
+    pub nodes: Vec<TincNode>,
+}
+
+/// One `tincd`, on a host or the Proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TincNode {
+    /// The node it runs on, which is also its tinc name (letters and digits only).
+    pub node: String,
+    /// Its underlay address (the `Address` of its host file).
+    pub address: Ipv4Addr,
+    /// The daemon it opens a meta connection to (`ConnectTo`); `None` for the Proxy's, which
+    /// waits for the others.
+    pub connect_to: Option<String>,
+}
+
+impl TincNode {
+    /// Its `tinc.conf`.
+    #[must_use]
+    pub fn tinc_conf(&self) -> String {
+        let mut s = format!(
+            "# Written by `testbed up` (tinc mode).\n\
+             Name = {}\n\
+             Mode = switch\n\
+             DeviceType = tap\n\
+             Interface = {TINC_INTERFACE}\n\
+             AddressFamily = ipv4\n",
+            self.node
+        );
+        if let Some(peer) = &self.connect_to {
+            s.push_str(&format!("ConnectTo = {peer}\n"));
+        }
+        s
+    }
+
+    /// Its host file (`hosts/NODE`) before `tincd -K` appends its public key. Every daemon gets
+    /// every daemon's host file; the options are host options, alike everywhere.
+    #[must_use]
+    pub fn host_file(&self) -> String {
+        format!(
+            "Address = {}\n\
+             Port = {TINC_PORT}\n\
+             Cipher = none\n\
+             Digest = none\n\
+             Compression = 0\n\
+             PMTUDiscovery = no\n\
+             ClampMSS = no\n",
+            self.address
+        )
+    }
+
+    /// The `tincd` arguments that run it in the foreground, logging to stderr, from `dir`.
+    #[must_use]
+    pub fn args(dir: &Path) -> Vec<String> {
+        vec![
+            "--config".to_string(),
+            dir.display().to_string(),
+            "--no-detach".to_string(),
+            "--debug=1".to_string(),
+            format!("--pidfile={}", dir.join("tincd.pid").display()),
+        ]
+    }
+}
+
+/// The `tinc-up` script of every daemon: its TAP joins the node's bridge (a host's guest bridge,
+/// the Proxy's LAN bridge) with the guests' MTU.
+#[must_use]
+pub fn tinc_up_script() -> String {
+    format!(
+        "#!/bin/sh\n# Written by `testbed up` (tinc mode).\n\
+         exec ip link set \"$INTERFACE\" mtu {GUEST_MTU} master br0 up\n"
+    )
+}
+
+/// The `host-up` script of every daemon: marks each daemon it reaches in `reachable`, which is
+/// how `up` knows the overlay is complete.
+#[must_use]
+pub fn tinc_host_up_script(reachable: &Path) -> String {
+    format!(
+        "#!/bin/sh\n# Written by `testbed up` (tinc mode).\n\
+         exec touch \"{}/$NODE\"\n",
+        reachable.display()
+    )
+}
+
+fn tinc(uplinks: &[(String, usize, Ipv4Addr)]) -> Tinc {
+    Tinc {
+        nodes: uplinks
+            .iter()
+            .map(|(node, _, ip)| TincNode {
+                node: node.clone(),
+                address: *ip,
+                connect_to: (node != "proxy").then(|| "proxy".to_string()),
+            })
+            .collect(),
+    }
+}
+
 /// Namespace name of a node of a run: `tb-RUN.NODE` (run and node names never hold a dot, so
 /// no run's names are a prefix of another's).
 #[must_use]
@@ -369,17 +509,26 @@ pub const PROXY_UNDERLAY_IP: Ipv4Addr = Ipv4Addr::new(10, 200, 255, 254);
 const UNDERLAY_PREFIX: u8 = 16;
 
 impl Plan {
-    /// Builds the plan of `scenario` for run `run` in `mode`.
+    /// Builds the plan of `scenario` for run `run` in `mode`, with default [`Options`].
     #[must_use]
     pub fn new(scenario: &Scenario, run: &str, mode: Mode) -> Plan {
+        Plan::with_options(scenario, run, mode, Options::default())
+    }
+
+    /// Builds the plan of `scenario` for run `run` in `mode` with `options`.
+    #[must_use]
+    pub fn with_options(scenario: &Scenario, run: &str, mode: Mode, options: Options) -> Plan {
         let mtu = match mode {
-            Mode::Direct | Mode::Vnet => scenario.underlay_mtu,
-            Mode::Vxlan => scenario.underlay_mtu.max(GUEST_MTU + VXLAN_OVERHEAD),
+            Mode::Vxlan if !options.keep_underlay_mtu => {
+                scenario.underlay_mtu.max(GUEST_MTU + VXLAN_OVERHEAD)
+            }
+            _ => scenario.underlay_mtu,
         };
         let mut p = Plan {
             run: run.to_string(),
             mode,
             underlay_mtu: mtu,
+            options,
             nodes: Vec::new(),
             wires: Vec::new(),
             ip: Batches::new(),
@@ -387,6 +536,7 @@ impl Plan {
             bridge: Batches::new(),
             cgroups: BTreeMap::new(),
             vnet: None,
+            tinc: None,
         };
         let ns = |node: &str| netns_name(run, node);
         let sw = |site: usize| format!("sw-{}", scenario.sites[site].name);
@@ -511,6 +661,9 @@ impl Plan {
 
         // Guests: a NIC each, cabled to a bridge on its host; in vnet mode a TAP of the host's
         // daemon instead, which exists only once the daemon runs.
+        if mode == Mode::Tinc {
+            p.tinc = Some(tinc(&uplinks));
+        }
         if mode == Mode::Vnet {
             p.vnet = Some(vnet(scenario, run, &uplinks, mtu));
         } else {
@@ -558,11 +711,25 @@ impl Plan {
                     // The daemon's UDP socket is bound to this address; no bridge on hosts.
                     c.push(format!("addr add {ip}/{UNDERLAY_PREFIX} dev eth0"));
                 }
+                Mode::Tinc => {
+                    // tincd talks from this address; its TAP joins br0 once it exists (tinc-up).
+                    c.push(format!("addr add {ip}/{UNDERLAY_PREFIX} dev eth0"));
+                }
                 Mode::Vxlan => {
                     c.push(format!("addr add {ip}/{UNDERLAY_PREFIX} dev eth0"));
-                    c.push(format!(
-                        "link add vxlan0 mtu {GUEST_MTU} type vxlan id {VNI} local {ip} dev eth0 dstport 4789 learning"
-                    ));
+                    if mtu >= GUEST_MTU + VXLAN_OVERHEAD {
+                        c.push(format!(
+                            "link add vxlan0 mtu {GUEST_MTU} type vxlan id {VNI} local {ip} dev eth0 dstport 4789 learning"
+                        ));
+                    } else {
+                        // The kept, smaller underlay (Options::keep_underlay_mtu): no lower
+                        // device, which would cap the VTEP at its MTU minus 50 (and the bridge
+                        // would then drop full guest frames), and outer packets that the
+                        // kernel may fragment.
+                        c.push(format!(
+                            "link add vxlan0 mtu {GUEST_MTU} type vxlan id {VNI} local {ip} dstport 4789 learning df unset"
+                        ));
+                    }
                     c.push("link set vxlan0 master br0 up".into());
                     let fdb = p.bridge.entry(ns(node)).or_default();
                     for (_, _, peer) in uplinks.iter().filter(|(_, _, peer)| peer != ip) {
@@ -932,6 +1099,108 @@ delay = "5ms"
              --guest host1:vm1:02:56:4e:00:00:01 --guest host2:vm2:02:56:4e:00:00:02 \
              --guest host3:vm3:02:56:4e:00:00:03 --lan-port lan0 --port 5400"
         );
+    }
+
+    #[test]
+    fn vxlan_can_keep_the_underlay_mtu() {
+        let keep = Options {
+            keep_underlay_mtu: true,
+        };
+        let v = Plan::with_options(&scenario(), "r", Mode::Vxlan, keep);
+        assert_eq!(v.underlay_mtu, 1500);
+        assert!(v.options.keep_underlay_mtu);
+        let host = &v.ip["tb-r.host1"];
+        assert!(host.iter().any(|c| c == "link set eth0 mtu 1500 up"));
+        // No lower device (it would cap the VTEP at 1450) and fragmentable outer packets.
+        assert!(host.iter().any(|c| c
+            == "link add vxlan0 mtu 1500 type vxlan id 42 local 10.200.0.1 dstport 4789 learning df unset"));
+        // Without the option the underlay grows and the VTEP sits on eth0.
+        let raised = Plan::new(&scenario(), "r", Mode::Vxlan);
+        assert!(raised.ip["tb-r.host1"]
+            .iter()
+            .any(|c| c.contains("type vxlan") && c.contains(" dev eth0 ")));
+        // Other modes never raise it: the option changes nothing there.
+        for mode in [Mode::Direct, Mode::Vnet, Mode::Tinc] {
+            let a = Plan::new(&scenario(), "r", mode);
+            let b = Plan::with_options(&scenario(), "r", mode, keep);
+            assert_eq!(a.underlay_mtu, 1500);
+            assert_eq!(a.ip, b.ip, "{mode}");
+        }
+    }
+
+    #[test]
+    fn tinc_mode_bridges_a_tincd_tap_on_every_host_and_the_proxy() {
+        let p = Plan::new(&scenario(), "r", Mode::Tinc);
+        assert_eq!(p.underlay_mtu, 1500);
+        assert!(p.vnet.is_none());
+        // Guests are cabled to their host's bridge as in direct and vxlan mode.
+        let d = Plan::new(&scenario(), "r", Mode::Direct);
+        assert_eq!(d.ip["tb-r.vm2"], p.ip["tb-r.vm2"]);
+        assert!(p.wires.iter().any(|w| w.name == "vm2-host2"));
+        // Hosts keep their address on eth0, which is no bridge port; the guest bridge is up.
+        let host = &p.ip["tb-r.host1"];
+        assert!(host.iter().any(|c| c == "addr add 10.200.0.1/16 dev eth0"));
+        assert!(host.iter().any(|c| c == "link set br0 up"));
+        assert!(!host.iter().any(|c| c.contains("eth0 master")));
+        assert!(!host.iter().any(|c| c.contains("vxlan")));
+        assert!(p.bridge.is_empty());
+
+        let t = p.tinc.as_ref().unwrap();
+        let nodes: Vec<(&str, String, Option<&str>)> = t
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.node.as_str(),
+                    n.address.to_string(),
+                    n.connect_to.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            nodes,
+            [
+                ("host1", "10.200.0.1".into(), Some("proxy")),
+                ("host2", "10.200.0.2".into(), Some("proxy")),
+                ("host3", "10.200.0.3".into(), Some("proxy")),
+                ("proxy", "10.200.255.254".into(), None),
+            ]
+        );
+        assert_eq!(
+            t.nodes[1].tinc_conf(),
+            "# Written by `testbed up` (tinc mode).\nName = host2\nMode = switch\n\
+             DeviceType = tap\nInterface = tinc0\nAddressFamily = ipv4\nConnectTo = proxy\n"
+        );
+        assert!(!t.nodes[3].tinc_conf().contains("ConnectTo"));
+        assert_eq!(
+            t.nodes[3].host_file(),
+            "Address = 10.200.255.254\nPort = 655\nCipher = none\nDigest = none\n\
+             Compression = 0\nPMTUDiscovery = no\nClampMSS = no\n"
+        );
+        assert_eq!(
+            TincNode::args(Path::new("/run/testbed/r/tinc/host1")),
+            [
+                "--config",
+                "/run/testbed/r/tinc/host1",
+                "--no-detach",
+                "--debug=1",
+                "--pidfile=/run/testbed/r/tinc/host1/tincd.pid"
+            ]
+        );
+        assert!(
+            tinc_up_script().ends_with("exec ip link set \"$INTERFACE\" mtu 1500 master br0 up\n")
+        );
+        assert!(tinc_host_up_script(Path::new("/x/reachable"))
+            .ends_with("exec touch \"/x/reachable/$NODE\"\n"));
+        // tinc names are letters, digits and underscores only.
+        for n in &t.nodes {
+            assert!(
+                n.node.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{}",
+                n.node
+            );
+        }
+        assert!(Plan::new(&scenario(), "r", Mode::Vxlan).tinc.is_none());
     }
 
     #[test]
