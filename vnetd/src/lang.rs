@@ -98,7 +98,7 @@ pub use parse::{parse, Found, SyntaxError, SyntaxErrorKind};
 pub use plan::{host_changes, plan, HostChange};
 pub use print::{print, render, render_plan};
 pub use semantics::{apply, check, program_to_topology, ProgramError, SemanticError};
-pub use star::{mesh, star, Guest, StarError};
+pub use star::{add_fast_path, guest_homes, mesh, star, Guest, StarError};
 
 /// A place in a program's text: 1-based line and column, the column counted in characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use vnetd::model::{DstMatch, Link, LinkKind, Mac, Name, SrcMatch, Target, Topology};
+use vnetd::model::{LinkKind, Mac, Name, Topology};
 use vnetd::online::{self, Hosts, Session};
 
 use crate::patterns::report::{median, percentile};
@@ -163,28 +163,11 @@ pub fn fast_path(
             bail!("{h} is not a host of the star");
         }
     }
-    let mut t = star.clone();
-    let link = Link::new(a.clone(), b.clone(), kind).context("a fast path needs two hosts")?;
-    t.links.insert(link);
-    let homes: Vec<(Mac, Name)> = star
-        .rules
-        .get(proxy)
-        .into_iter()
-        .flatten()
-        .filter_map(|((_, dst), target)| match (dst, target) {
-            (DstMatch::Is(mac), Target::Link(host)) => Some((*mac, host.clone())),
-            _ => None,
-        })
-        .collect();
-    for (here, there) in [(a, b), (b, a)] {
-        let table = t.rules.entry(here.clone()).or_default();
-        for (mac, _) in homes.iter().filter(|(_, home)| home == there) {
-            table.insert(
-                (SrcMatch::Any, DstMatch::Is(*mac)),
-                Target::Link(there.clone()),
-            );
-        }
+    if a == b {
+        bail!("a fast path needs two hosts");
     }
+    let mut t = star.clone();
+    vnetd::lang::add_fast_path(&mut t, &vnetd::lang::guest_homes(star, proxy), a, b, kind);
     Ok(t)
 }
 
@@ -876,6 +859,7 @@ fn report(opts: &Options, scenario: &Scenario, samples: &BTreeMap<Config, Vec<Sa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vnetd::model::{DstMatch, Link, SrcMatch, Target};
 
     fn star() -> Topology {
         let text = vnetd::cli::star(

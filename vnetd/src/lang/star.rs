@@ -110,21 +110,10 @@ pub fn star(
     Ok(topology)
 }
 
-/// The star plus a fast path between every two hosts (over `kind`), and at each host a rule
-/// for every guest of another host over their link: the overlay with no frame between guests
-/// crossing the Proxy. Where the guests are comes from the Proxy's rules of `star` (`ANY <mac>
-/// -> link <host>`); broadcast still rides the star.
-pub fn mesh(star: &Topology, proxy: &Name, kind: LinkKind) -> Topology {
-    let mut t = star.clone();
-    let hosts: Vec<Name> = t.hosts.keys().filter(|h| *h != proxy).cloned().collect();
-    for (i, a) in hosts.iter().enumerate() {
-        for b in &hosts[i + 1..] {
-            if let Some(link) = Link::new(a.clone(), b.clone(), kind) {
-                t.links.insert(link);
-            }
-        }
-    }
-    let guests: Vec<(Mac, Name)> = star
+/// Where each guest lives, as the Proxy's rules of `topology` say (`ANY <mac> -> link
+/// <host>`, the star's rules): `(mac, host)` pairs.
+pub fn guest_homes(topology: &Topology, proxy: &Name) -> Vec<(Mac, Name)> {
+    topology
         .rules
         .get(proxy)
         .into_iter()
@@ -133,16 +122,44 @@ pub fn mesh(star: &Topology, proxy: &Name, kind: LinkKind) -> Topology {
             (DstMatch::Is(mac), Target::Link(host)) => Some((*mac, host.clone())),
             _ => None,
         })
-        .collect();
-    for host in &hosts {
-        let table = t.rules.entry(host.clone()).or_default();
-        for (mac, home) in &guests {
-            if home != host {
-                table.insert(
-                    (SrcMatch::Any, DstMatch::Is(*mac)),
-                    Target::Link(home.clone()),
-                );
-            }
+        .collect()
+}
+
+/// Adds a fast path of `kind` between hosts `a` and `b` to `topology`, and at each of them a
+/// rule sending the other's guests (by `homes`, see [`guest_homes`]) over it. Nothing is
+/// added if `a == b`.
+pub fn add_fast_path(
+    topology: &mut Topology,
+    homes: &[(Mac, Name)],
+    a: &Name,
+    b: &Name,
+    kind: LinkKind,
+) {
+    let Some(link) = Link::new(a.clone(), b.clone(), kind) else {
+        return;
+    };
+    topology.links.insert(link);
+    for (here, there) in [(a, b), (b, a)] {
+        let table = topology.rules.entry(here.clone()).or_default();
+        for (mac, _) in homes.iter().filter(|(_, home)| home == there) {
+            table.insert(
+                (SrcMatch::Any, DstMatch::Is(*mac)),
+                Target::Link(there.clone()),
+            );
+        }
+    }
+}
+
+/// The star plus a fast path between every two hosts (over `kind`), each with its rules
+/// ([`add_fast_path`]): the overlay with no frame between guests crossing the Proxy;
+/// broadcast still rides the star.
+pub fn mesh(star: &Topology, proxy: &Name, kind: LinkKind) -> Topology {
+    let mut t = star.clone();
+    let homes = guest_homes(star, proxy);
+    let hosts: Vec<Name> = t.hosts.keys().filter(|h| *h != proxy).cloned().collect();
+    for (i, a) in hosts.iter().enumerate() {
+        for b in &hosts[i + 1..] {
+            add_fast_path(&mut t, &homes, a, b, kind);
         }
     }
     t
