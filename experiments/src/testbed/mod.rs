@@ -719,6 +719,19 @@ pub struct Status {
 /// Reports the state of run `run`.
 ///
 /// # Errors
+/// The pid `up` recorded for the daemon on `node`, and whether it is still alive (in the
+/// node's cgroup).
+fn daemon_liveness(state: &RunState, cg: &Cgroups, node: &str) -> (Option<u32>, bool) {
+    let pid = state
+        .daemons
+        .iter()
+        .find(|(n, _)| n == node)
+        .map(|(_, p)| *p);
+    let cgroup = state.node(node).map_or("", |n| n.cgroup.as_str());
+    let alive = pid.is_some_and(|p| cg.pids_of(cgroup).contains(&i32::try_from(p).unwrap_or(-1)));
+    (pid, alive)
+}
+
 /// If there is no such run.
 pub fn status(run: &str) -> Result<Status> {
     let state = RunState::load(run)?;
@@ -780,18 +793,11 @@ pub fn status(run: &str) -> Result<Status> {
             .daemons
             .iter()
             .map(|d| {
-                let pid = state
-                    .daemons
-                    .iter()
-                    .find(|(n, _)| n == &d.node)
-                    .map(|(_, p)| *p);
-                let cgroup = state.node(&d.node).map_or("", |n| n.cgroup.as_str());
+                let (pid, alive) = daemon_liveness(&state, &cg, &d.node);
                 DaemonStatus {
                     node: d.node.clone(),
                     pid,
-                    alive: pid.is_some_and(|p| {
-                        cg.pids_of(cgroup).contains(&i32::try_from(p).unwrap_or(-1))
-                    }),
+                    alive,
                     listen: d.listen.to_string(),
                     metrics: d.metrics.to_string(),
                     log: vnet::log_file(run, &d.node),
@@ -807,18 +813,11 @@ pub fn status(run: &str) -> Result<Status> {
             .nodes
             .iter()
             .map(|d| {
-                let pid = state
-                    .daemons
-                    .iter()
-                    .find(|(n, _)| n == &d.node)
-                    .map(|(_, p)| *p);
-                let cgroup = state.node(&d.node).map_or("", |n| n.cgroup.as_str());
+                let (pid, alive) = daemon_liveness(&state, &cg, &d.node);
                 TincDaemonStatus {
                     node: d.node.clone(),
                     pid,
-                    alive: pid.is_some_and(|p| {
-                        cg.pids_of(cgroup).contains(&i32::try_from(p).unwrap_or(-1))
-                    }),
+                    alive,
                     address: format!("{}:{}", d.address, plan::TINC_PORT),
                     config: tinc::node_dir(run, &d.node),
                     log: tinc::log_file(run, &d.node),
