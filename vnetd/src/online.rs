@@ -537,7 +537,7 @@ pub fn apply(
     let start = Instant::now();
     let mut steps: Vec<(Action, Vec<(Name, Request)>)> = Vec::new();
     for action in lang::plan(&current.topology, desired) {
-        let requests = requests_for(session.hosts(), desired, proxy, &action)?;
+        let requests = requests_for(session.hosts(), desired, &action)?;
         steps.push((action, requests));
     }
     // Half links the desired topology lacks: remove them at the end that has them.
@@ -638,24 +638,18 @@ fn phase(action: &Action) -> (bool, bool) {
 }
 
 /// The control requests that carry out one primitive: a link at both its ends (each told
-/// where the other's link socket is; the Proxy's end first, since it waits to be called and
-/// so must know the link before the host's first hello arrives), a rule at its machine.
+/// where the other's link socket is), a rule at its machine. Which end hears of the link first
+/// does not matter: a daemon answers a hello that came before its link was configured.
 fn requests_for(
     hosts: &Hosts,
     topology: &Topology,
-    proxy: &Name,
     action: &Action,
 ) -> Result<Vec<(Name, Request)>, OnlineError> {
     let port_of = |name: &Name| topology.hosts.get(name).map_or(DEFAULT_PORT, |h| h.port);
     Ok(match action {
         Action::Add(Item::Link(link)) => {
             let mut requests = Vec::new();
-            let ends = if link.b == *proxy {
-                [(&link.b, &link.a), (&link.a, &link.b)]
-            } else {
-                [(&link.a, &link.b), (&link.b, &link.a)]
-            };
-            for (me, peer) in ends {
+            for (me, peer) in [(&link.a, &link.b), (&link.b, &link.a)] {
                 let addr = hosts.resolve(peer.as_str(), port_of(peer))?;
                 requests.push((
                     me.clone(),
