@@ -243,7 +243,6 @@ pub struct Daemon {
     record: Vec<u8>,
     scratch: Vec<u8>,
     wake: UnixDatagram,
-    config_bound_ms: Option<u64>,
     syncer: state::Syncer,
 }
 
@@ -371,7 +370,6 @@ impl Daemon {
             record: Vec::new(),
             scratch: vec![0; crate::io::tap::MAX_FRAME],
             wake: wake_rx,
-            config_bound_ms: saved.config_bound_ms,
             syncer,
         };
         daemon.restore(&saved);
@@ -1102,7 +1100,7 @@ impl Daemon {
                 }
             },
             Request::SetConfigBound { millis } => {
-                self.config_bound_ms = Some(millis);
+                self.saved.config_bound_ms = Some(millis);
                 ok(None)
             }
             Request::AttachPort { port } => {
@@ -1153,7 +1151,7 @@ impl Daemon {
             proxy,
             session: self.plane.local.session.to_string(),
             listen: self.config.listen,
-            config_bound_ms: self.config_bound_ms,
+            config_bound_ms: self.saved.config_bound_ms,
             uptime_s: self.now().as_secs_f64(),
         }
     }
@@ -1382,7 +1380,6 @@ impl Daemon {
             .flatten()
             .map(|p| p.spec.clone())
             .collect();
-        self.saved.config_bound_ms = self.config_bound_ms;
         state::save(&self.config.state_dir, &self.saved)?;
         self.syncer.dirty();
         Ok(())
