@@ -624,6 +624,15 @@ fn fast_paths_take_traffic_off_the_proxy_and_fall_back_within_2_s_when_cut() {
     );
     let mut pinger = pinger;
     let _ = pinger.wait();
+    // The relayed count standing still proves nothing if the guests stopped talking: they
+    // talk now, over the healed fast path, and the Proxy still relays nothing.
+    let before = o.relayed();
+    o.ping_ok(1, &guest_ip(2), &["-c", "20", "-i", "0.02", "-W", "2"]);
+    assert_eq!(
+        o.relayed(),
+        before,
+        "vm1-vm2 traffic still crosses the Proxy after the heal"
+    );
 }
 
 #[test]
