@@ -101,7 +101,7 @@ fn link(c: &mut Criterion) {
             let (mut tx, _) = linked(max_datagram);
             let mut out = vec![0u8; tx.sealed_len(size).unwrap()];
             b.iter(|| {
-                tx.seal_frame(black_box(&frame), DEFAULT_HOPS, &mut out)
+                tx.seal_frame(black_box(&frame), false, DEFAULT_HOPS, &mut out)
                     .unwrap()
             })
         });
@@ -111,7 +111,9 @@ fn link(c: &mut Criterion) {
             // `_ref`: the datagrams are dropped outside the measurement.
             b.iter_batched_ref(
                 || {
-                    let sealed = tx.seal_frame(&frame, DEFAULT_HOPS, &mut out).unwrap();
+                    let sealed = tx
+                        .seal_frame(&frame, false, DEFAULT_HOPS, &mut out)
+                        .unwrap();
                     sealed
                         .datagrams(&out)
                         .map(<[u8]>::to_vec)

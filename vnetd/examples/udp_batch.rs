@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use vnetd::io::udp::{RecvBatch, UdpOptions, UdpSocket};
+use vnetd::io::udp::{RecvBatch, Run, UdpOptions, UdpSocket};
 
 const ROUND: usize = 32;
 
@@ -69,8 +69,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let run: Vec<u8> = payload.repeat(ROUND);
         tx.set_gso(true);
         let gso = rate(run_for, || {
-            let sent = tx.send_segments(dest, &run, size).expect("send_segments");
-            assert_eq!(sent, ROUND, "socket buffer full");
+            let whole = Run {
+                dest,
+                bytes: &run,
+                stride: size,
+            };
+            let sent = tx.send_runs(&[whole]).expect("send_runs");
+            assert_eq!(sent, 1, "socket buffer full");
             drain(&rx, &mut batch)
         });
 

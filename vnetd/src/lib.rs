@@ -8,6 +8,7 @@ pub mod forward;
 pub mod io;
 pub mod lang;
 pub mod model;
+pub mod offload;
 pub mod online;
 pub mod peer;
 pub mod wire;

@@ -235,12 +235,20 @@ impl Overlay {
 
     fn ping_ok(&self, i: usize, to: &str, args: &[&str]) {
         let out = self.ping(i, to, args);
-        assert!(
-            out.status.success(),
-            "ping from vm{i} to {to} {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            // Every daemon's counters tell where the frames went.
+            let stats: Vec<String> = self
+                .daemons
+                .keys()
+                .map(|d| self.ctl_ok(&["stats", &format!("{d}:{}", port_of(d))]))
+                .collect();
+            panic!(
+                "ping from vm{i} to {to} {args:?}: {}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                stats.join("\n")
+            );
+        }
     }
 }
 

@@ -92,7 +92,7 @@ fn tap_read_until(tap: &Tap, timeout: Duration, want: impl Fn(&[u8]) -> bool) ->
 #[ignore = "needs root: creates network namespaces"]
 fn persistent_tap_outlives_its_descriptor_and_is_reattached() {
     let ns = Netns::tagged("pt");
-    let (tap, existed) = Tap::open_or_create_persistent(Some(&ns.path), "vnpt0").unwrap();
+    let (tap, existed) = Tap::open_or_create_persistent(Some(&ns.path), "vnpt0", false).unwrap();
     assert!(!existed, "made afresh");
     assert!(tap.is_persistent().unwrap());
     assert_eq!(tap.netns(), Some(ns.path.as_path()));
@@ -114,7 +114,7 @@ fn persistent_tap_outlives_its_descriptor_and_is_reattached() {
 
     // The restarted daemon re-attaches, and frames flow: an ARP request written in is
     // answered by the namespace's stack, and the answer read out.
-    let (tap, existed) = Tap::open_or_create_persistent(Some(&ns.path), "vnpt0").unwrap();
+    let (tap, existed) = Tap::open_or_create_persistent(Some(&ns.path), "vnpt0", false).unwrap();
     assert!(existed, "re-attached");
     assert_eq!(tap.mac().unwrap(), TAP_MAC);
     assert!(ns
@@ -129,7 +129,7 @@ fn persistent_tap_outlives_its_descriptor_and_is_reattached() {
     assert_eq!(&reply[22..28], &TAP_MAC.0, "is-at the TAP's MAC");
 
     // While this descriptor holds it, nobody else attaches.
-    let err = Tap::open_or_create_persistent(Some(&ns.path), "vnpt0").unwrap_err();
+    let err = Tap::open_or_create_persistent(Some(&ns.path), "vnpt0", false).unwrap_err();
     match &err {
         TapError::NotAttachable { source, .. } => {
             assert_eq!(source.raw_os_error(), Some(libc::EBUSY), "{err}");
@@ -154,7 +154,7 @@ fn persistent_tap_refuses_what_it_may_not_attach_to() {
     ns.ip(&["tuntap", "add", "mode", "tun", "name", "vnpu0"])
         .unwrap();
     for name in ["vnpd0", "vnpu0"] {
-        let err = Tap::open_or_create_persistent(Some(&ns.path), name).unwrap_err();
+        let err = Tap::open_or_create_persistent(Some(&ns.path), name, false).unwrap_err();
         match &err {
             TapError::NotAttachable { source, reason, .. } => {
                 assert_eq!(source.raw_os_error(), Some(libc::EINVAL), "{err}");
@@ -167,7 +167,7 @@ fn persistent_tap_refuses_what_it_may_not_attach_to() {
     // A persistent TAP someone else made (`ip tuntap`) is attached to as it is.
     ns.ip(&["tuntap", "add", "mode", "tap", "name", "vnpa0"])
         .unwrap();
-    let (tap, existed) = Tap::open_or_create_persistent(Some(&ns.path), "vnpa0").unwrap();
+    let (tap, existed) = Tap::open_or_create_persistent(Some(&ns.path), "vnpa0", false).unwrap();
     assert!(existed);
     tap.set_persistent(false).unwrap();
     assert!(!tap.is_persistent().unwrap());
@@ -178,10 +178,11 @@ fn persistent_tap_refuses_what_it_may_not_attach_to() {
         "gone with its descriptor"
     );
 
-    let err = Tap::open_or_create_persistent(Some(&ns.path), "vnpt%d").unwrap_err();
+    let err = Tap::open_or_create_persistent(Some(&ns.path), "vnpt%d", false).unwrap_err();
     assert!(matches!(err, TapError::InvalidName { .. }), "{err}");
-    let err = Tap::open_or_create_persistent(Some(Path::new("/run/netns/vnio-none")), "vnpt0")
-        .unwrap_err();
+    let err =
+        Tap::open_or_create_persistent(Some(Path::new("/run/netns/vnio-none")), "vnpt0", false)
+            .unwrap_err();
     assert!(matches!(err, TapError::OpenNetns { .. }), "{err}");
 }
 

@@ -63,6 +63,8 @@ pub struct Options {
     pub pings: usize,
     /// Interval between pings.
     pub ping_interval_ms: f64,
+    /// The configurations to measure (all when empty); only their runs are brought up.
+    pub only: Vec<Config>,
 }
 
 /// The iperf3 server's port in vm2.
@@ -107,6 +109,20 @@ impl Config {
             Config::VnetUdp => "vnetd-udp",
             Config::VnetTcp => "vnetd-tcp",
         }
+    }
+
+    /// The configuration named `name` in the table.
+    ///
+    /// # Errors
+    /// An unknown name, with the known ones.
+    pub fn from_name(name: &str) -> Result<Config> {
+        Config::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .with_context(|| {
+                let known: Vec<&str> = Config::ALL.iter().map(|c| c.name()).collect();
+                format!("no configuration {name:?}; known: {}", known.join(", "))
+            })
     }
 
     /// The testbed mode of its run.
@@ -651,7 +667,13 @@ fn spread(xs: &[f64]) -> (f64, f64, f64) {
 /// If a run cannot be brought up, a path is not what its row says, or a measurement fails.
 pub fn run(opts: &Options) -> Result<Value> {
     let scenario = Scenario::load(&opts.scenario)?;
-    let modes = [Mode::Direct, Mode::Vxlan, Mode::Tinc, Mode::Vnet];
+    let wanted = |c: &Config| opts.only.is_empty() || opts.only.contains(c);
+    let mut modes: Vec<Mode> = Config::ALL
+        .iter()
+        .filter(|c| wanted(c))
+        .map(|c| c.mode())
+        .collect();
+    modes.dedup();
     let mut guard = Runs(Vec::new());
     let mut ups: BTreeMap<String, Up> = BTreeMap::new();
     for mode in modes {
@@ -659,13 +681,16 @@ pub fn run(opts: &Options) -> Result<Value> {
         let up = bring_up(&opts.scenario, mode)?;
         ups.insert(up.state.run.clone(), up);
     }
-    let overlay = Overlay::load(&ups[&Config::VnetProxy.run()].state)?;
+    let overlay = match ups.get(&Config::VnetProxy.run()) {
+        Some(up) => Some(Overlay::load(&up.state)?),
+        None => None,
+    };
     let mut samples: BTreeMap<Config, Vec<Sample>> = BTreeMap::new();
     let result = (|| -> Result<()> {
         for r in 0..opts.repeat {
-            for c in order(r) {
+            for c in order(r).into_iter().filter(wanted) {
                 let up = &ups[&c.run()];
-                let o = (c.mode() == Mode::Vnet).then_some(&overlay);
+                let o = overlay.as_ref().filter(|_| c.mode() == Mode::Vnet);
                 let s = measure(up, o, c, opts, &scenario.tcp_congestion)?;
                 eprintln!(
                     "bench dataplane: repeat {}/{}: {:<12} {:>8.0} Mbit/s  {:>6.2} CPU s/GB  \

@@ -74,6 +74,10 @@ enum Cmd {
         /// Milliseconds between pings.
         #[arg(long, default_value_t = 10.0)]
         ping_interval_ms: f64,
+        /// Measure only these configurations (comma-separated names from the table, e.g.
+        /// `vxlan,vnetd-udp`); all by default.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Measure the link emulator alone between two namespaces: RTT against configured delay,
     /// single-flow TCP goodput against rate, its timing lateness and CPU cost.
@@ -157,6 +161,7 @@ fn run(cli: Cli) -> Result<()> {
             omit,
             pings,
             ping_interval_ms,
+            only,
         } => dataplane::run(&dataplane::Options {
             scenario: scenario.unwrap_or_else(|| {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/dataplane.toml")
@@ -166,6 +171,10 @@ fn run(cli: Cli) -> Result<()> {
             omit,
             pings: pings.max(1),
             ping_interval_ms: ping_interval_ms.max(1.0),
+            only: only
+                .iter()
+                .map(|n| dataplane::Config::from_name(n))
+                .collect::<Result<_>>()?,
         })?,
         Cmd::Linkemu {
             repeat,

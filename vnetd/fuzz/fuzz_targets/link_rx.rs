@@ -87,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
                 let mtu = input.u8();
                 let _ = s.tx.set_max_datagram(128 + 8 * usize::from(mtu));
                 let frame = eth_frame(len, hops);
-                if let Ok(sealed) = s.tx.seal_frame(&frame, hops, &mut buf) {
+                if let Ok(sealed) = s.tx.seal_frame(&frame, false, hops, &mut buf) {
                     let datagrams: Vec<Vec<u8>> =
                         sealed.datagrams(&buf).map(<[u8]>::to_vec).collect();
                     for d in datagrams {

@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
                     count,
                     piece: &PIECES[..piece_len],
                 };
-                if let Ok(Some((frame, hops))) = reassembler.insert(&fragment, hops, now) {
+                if let Ok(Some((frame, hops))) = reassembler.insert(&fragment, hops, false, now) {
                     std::hint::black_box((frame.len(), hops));
                 }
             }

@@ -47,6 +47,11 @@ struct Cli {
     /// The underlay's MTU: larger frames are fragmented inside the overlay.
     #[arg(long, default_value_t = 1500)]
     underlay_mtu: usize,
+    /// Turn offloads off: TAP ports move plain wire-sized frames (no virtio-net header, no
+    /// 64 KiB TCP super-frames) and the link socket sends and receives every datagram on
+    /// its own (no UDP segmentation or receive offload).
+    #[arg(long)]
+    no_offloads: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -125,6 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         listen: cli.listen,
         state_dir,
         underlay_mtu: cli.underlay_mtu,
+        offloads: !cli.no_offloads,
     })?;
     {
         use std::os::fd::AsRawFd as _;

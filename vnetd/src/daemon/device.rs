@@ -7,8 +7,9 @@ use crate::control::{PortKind, PortSpec};
 use crate::io::pcap::{PcapError, PcapPort};
 use crate::io::tap::{LinkSettings, Tap, TapError};
 use crate::io::unix::{FrameBatch, UnixError, UnixPort};
+use crate::offload::{self, Offload, DESCRIPTOR_LEN, VNET_HDR_LEN};
 
-use super::GUEST_MTU;
+use super::{Carried, GUEST_MTU};
 
 /// An open port device.
 #[derive(Debug)]
@@ -21,8 +22,13 @@ pub(super) enum Device {
 
 /// What one read gave.
 pub(super) enum Read {
-    /// A frame of this many bytes is at the start of the buffer.
-    Frame(usize),
+    /// A frame is in `buf[at..at + len]`; with `offload`, behind its offload descriptor
+    /// (see [`Carried`]).
+    Frame {
+        at: usize,
+        len: usize,
+        offload: bool,
+    },
     /// Nothing waiting.
     Empty,
     /// A frame was dropped on the way in: too long for the buffer.
@@ -38,15 +44,19 @@ pub(super) enum Wrote {
     Full,
     /// Any other failure, e.g. a guest that is gone.
     Failed,
+    /// The frame's offloads could not be finished: its descriptor does not fit it.
+    BadOffload,
 }
 
 impl Device {
-    /// Opens (or re-opens, after a restart) the device of `spec` and brings it up.
-    pub(super) fn open(spec: &PortSpec) -> Result<Device, String> {
+    /// Opens (or re-opens, after a restart) the device of `spec` and brings it up; a TAP
+    /// with checksum and segmentation offloads if `offloads`.
+    pub(super) fn open(spec: &PortSpec, offloads: bool) -> Result<Device, String> {
         match &spec.kind {
             PortKind::Tap { ifname, netns } => {
-                let (tap, _existed) = Tap::open_or_create_persistent(netns.as_deref(), ifname)
-                    .map_err(|e| e.to_string())?;
+                let (tap, _existed) =
+                    Tap::open_or_create_persistent(netns.as_deref(), ifname, offloads)
+                        .map_err(|e| e.to_string())?;
                 tap.configure(&LinkSettings {
                     mac: if spec.lan {
                         None
@@ -69,17 +79,51 @@ impl Device {
     }
 
     /// Reads one frame into `buf` (TAP and pcap; a unix port is read by batches,
-    /// [`Device::read_batch`]).
+    /// [`Device::read_batch`]). From a TAP with offloads, a frame with work left comes
+    /// behind its descriptor, written where the virtio-net header was; one without, after
+    /// the header.
     pub(super) fn read(&mut self, buf: &mut [u8]) -> Read {
         match self {
+            Device::Tap(tap) if tap.has_offloads() => match tap.read_frame(buf) {
+                Ok(len) if len < VNET_HDR_LEN => Read::Failed(format!(
+                    "{len}-byte read is shorter than a virtio-net header"
+                )),
+                Ok(len) => match Offload::from_vnet_hdr(&buf[..VNET_HDR_LEN]) {
+                    Ok(o) if o.is_none() => Read::Frame {
+                        at: VNET_HDR_LEN,
+                        len: len - VNET_HDR_LEN,
+                        offload: false,
+                    },
+                    Ok(o) => {
+                        buf[..DESCRIPTOR_LEN].copy_from_slice(&o.encode());
+                        Read::Frame {
+                            at: 0,
+                            len,
+                            offload: true,
+                        }
+                    }
+                    Err(e) => Read::Failed(format!("virtio-net header: {e}")),
+                },
+                Err(TapError::WouldBlock) => Read::Empty,
+                Err(TapError::Truncated { .. }) => Read::Truncated,
+                Err(e) => Read::Failed(e.to_string()),
+            },
             Device::Tap(tap) => match tap.read_frame(buf) {
-                Ok(len) => Read::Frame(len),
+                Ok(len) => Read::Frame {
+                    at: 0,
+                    len,
+                    offload: false,
+                },
                 Err(TapError::WouldBlock) => Read::Empty,
                 Err(TapError::Truncated { .. }) => Read::Truncated,
                 Err(e) => Read::Failed(e.to_string()),
             },
             Device::Pcap(pcap) => match pcap.read_frame(buf) {
-                Ok(Some(len)) => Read::Frame(len),
+                Ok(Some(len)) => Read::Frame {
+                    at: 0,
+                    len,
+                    offload: false,
+                },
                 Ok(None) | Err(PcapError::WouldBlock) => Read::Empty,
                 Err(PcapError::Truncated { .. }) => Read::Truncated,
                 Err(e) => Read::Failed(e.to_string()),
@@ -100,8 +144,49 @@ impl Device {
         }
     }
 
-    /// Writes one frame toward the guest(s).
-    pub(super) fn write(&self, frame: &[u8]) -> Wrote {
+    /// Writes one frame toward the guest(s): to a TAP with offloads as it is, behind its
+    /// virtio-net header; elsewhere, a frame with offloads left has them finished first
+    /// (checksum, segmentation: several frames, in `scratch`).
+    pub(super) fn write(&self, frame: Carried<'_>, scratch: &mut Vec<u8>) -> Wrote {
+        const PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
+        let eth = frame.eth();
+        if let Device::Tap(tap) = self {
+            if tap.has_offloads() {
+                let header = if frame.offload {
+                    match Offload::decode(&frame.bytes[..DESCRIPTOR_LEN]) {
+                        Ok(o) => o.to_vnet_hdr(),
+                        Err(_) => return Wrote::BadOffload,
+                    }
+                } else {
+                    PLAIN
+                };
+                return match tap.write_with_header(&header, eth) {
+                    Ok(()) => Wrote::Ok,
+                    Err(TapError::WouldBlock) => Wrote::Full,
+                    Err(_) => Wrote::Failed,
+                };
+            }
+        }
+        if !frame.offload {
+            return self.write_plain(eth);
+        }
+        let Ok(o) = Offload::decode(&frame.bytes[..DESCRIPTOR_LEN]) else {
+            return Wrote::BadOffload;
+        };
+        let mut wrote = Wrote::Ok;
+        let resolved = offload::resolve(&o, eth, scratch, |plain| {
+            if let w @ (Wrote::Full | Wrote::Failed | Wrote::BadOffload) = self.write_plain(plain) {
+                wrote = w;
+            }
+        });
+        match resolved {
+            Ok(_) => wrote,
+            Err(_) => Wrote::BadOffload,
+        }
+    }
+
+    /// Writes one plain frame.
+    fn write_plain(&self, frame: &[u8]) -> Wrote {
         let full = match self {
             Device::Tap(tap) => match tap.write_frame(frame) {
                 Ok(()) => return Wrote::Ok,

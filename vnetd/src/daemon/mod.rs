@@ -19,13 +19,44 @@
 //! port's checks (length, source guard), then one table lookup ([`Table::lookup_counted`],
 //! a hash probe on a hit), then out: to a local port with one `write(2)`, or sealed
 //! ([`LinkTx::seal_frame`]: one datagram, or two for a full-size frame over a 1500-byte
-//! underlay) into the *outbox*, a buffer of up to 64 datagrams that goes out with one
-//! `sendmmsg(2)` when it fills or the batch ends. The UDP socket is read with `recvmmsg(2)`,
-//! 64 datagrams per call: each is matched to its link by the sender's session id (a hash
-//! probe), opened (window, tag, reassembly) and forwarded the same way. So a burst costs one
-//! receive and one send system call per 64 datagrams on the link side; the TAP side has no
-//! batched interface without `IFF_VNET_HDR` offloads, which would hand the overlay 64 KiB
-//! super-frames and hide the wire-level packet timing the passive bandwidth probe needs.
+//! underlay, or up to 47 for a super-frame) into the *outbox*, up to 64 frames that go out
+//! with one `sendmmsg(2)` when it fills or the batch ends. The UDP socket is read with
+//! `recvmmsg(2)`, 64 buffers per call: each datagram is matched to its link by the sender's
+//! session id (a hash probe), opened (window, tag, reassembly) and forwarded the same way.
+//!
+//! # Offloads
+//!
+//! On by default ([`Config::offloads`]; `vnetd --no-offloads` turns them off), as in a
+//! virtio NIC, wireguard-go or any hypervisor's vhost, because a data path that moves one
+//! 1514-byte frame per system call cannot keep up with the kernel's own tunnels: it spends
+//! its time in per-frame overheads, in the guests' stacks as much as in the daemon.
+//!
+//! - **TAP ports** are opened with `IFF_VNET_HDR` and announce checksum and TCP
+//!   segmentation offload ([`crate::io::tap`], "Offloads"). A guest's TCP stack then hands
+//!   over super-frames of up to 64 KiB with their checksum left to do, and one read moves
+//!   what would be some 44 wire-sized frames; writes to a TAP take such frames back, so the
+//!   receiving guest's stack gets them as if its NIC had coalesced them.
+//! - **The frame path carries the work left to do** ([`Carried`]): a frame with offloads goes
+//!   behind a 10-byte descriptor ([`crate::offload`]), over links too (datagrams flagged
+//!   [`crate::wire::Flags::OFFLOAD`], fragmented like any long frame). A port that cannot
+//!   take offloads (pcap, unix, a TAP without them) gets plain frames: the daemon finishes
+//!   the checksum and segments in software ([`crate::offload::resolve`]). Counters count a
+//!   super-frame as one frame, with all its bytes.
+//! - **The link socket** sends each frame's datagrams as one `UDP_SEGMENT` message (the
+//!   kernel cuts them, after routing and the socket layer ran once) and receives with
+//!   `UDP_GRO` (one buffer for a run of one peer's datagrams): [`crate::io::udp`].
+//!
+//! What the wire carries is unchanged: datagrams of at most the underlay MTU, each with its
+//! own header and tag, in the same order. Only where they are batched differs. That matters
+//! to a passive bandwidth probe that times packets: on a virtual NIC (a veth, as in the
+//! testbed) a capture on the sending host sees one `UDP_SEGMENT` message as one super-packet
+//! of up to 64 KiB, since nothing segments it until a device that cannot carry it (the
+//! testbed's link emulators segment it as a NIC would); a receiving socket's capture sees
+//! what the receiving NIC's GRO merged. A probe must therefore either capture where packets
+//! are wire-sized (after segmentation, e.g. on a physical NIC or the emulator's side of an
+//! emulated link), or count a captured packet of `n` bytes with `UDP_SEGMENT` size `s` as
+//! `ceil(n / s)` back-to-back datagrams, or run the daemons with `--no-offloads` for the
+//! measurement.
 //!
 //! # Links and their addresses
 //!
@@ -66,9 +97,10 @@ use crate::control::{
     Traffic,
 };
 use crate::forward::{Decision, Ingress, IngressId, Out, Role, Table};
-use crate::io::udp::{RecvBatch, UdpSocket};
+use crate::io::udp::{RecvBatch, Run, UdpOptions, UdpSocket};
 use crate::io::unix::FrameBatch;
 use crate::model::{LinkKind, Mac, Name, Target};
+use crate::offload::{self, Offload, DESCRIPTOR_LEN, VNET_HDR_LEN};
 use crate::peer::{Event, Initiative, Peer, PeerConfig, State, Transmit};
 use crate::wire::{
     forward_hops, open_hello, udp_max_datagram, Datagram, LinkRx, LinkTx, Local, MessageType,
@@ -109,7 +141,45 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The underlay's MTU: links send datagrams of at most this less the IP and UDP headers.
     pub underlay_mtu: usize,
+    /// Offloads: TAP ports take and give checksum and TCP segmentation work (64 KiB
+    /// super-frames), and the link socket uses UDP segmentation and receive offload. On
+    /// by default; see "Offloads" above.
+    pub offloads: bool,
 }
+
+/// A frame as the data plane carries it: plain, or (`offload`) behind the 10-byte
+/// descriptor of the checksum or segmentation work left to do ([`crate::offload`]), which
+/// is how links carry it too ([`crate::wire::Flags::OFFLOAD`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Carried<'a> {
+    /// The descriptor, if any, and the frame.
+    pub bytes: &'a [u8],
+    /// Whether `bytes` begins with a descriptor.
+    pub offload: bool,
+}
+
+impl<'a> Carried<'a> {
+    /// A plain frame.
+    fn plain(frame: &'a [u8]) -> Self {
+        Carried {
+            bytes: frame,
+            offload: false,
+        }
+    }
+
+    /// The Ethernet frame.
+    pub fn eth(&self) -> &'a [u8] {
+        if self.offload {
+            self.bytes.get(DESCRIPTOR_LEN..).unwrap_or_default()
+        } else {
+            self.bytes
+        }
+    }
+}
+
+/// The longest frame with offloads a port or link may carry: what a 16-bit length field
+/// takes with the descriptor in front.
+const MAX_OFFLOAD_FRAME: usize = u16::MAX as usize - DESCRIPTOR_LEN;
 
 /// What the control and metrics threads hand the data plane.
 #[derive(Debug)]
@@ -181,17 +251,19 @@ struct Port {
     stats: PortStats,
 }
 
-/// Datagrams sealed and waiting for one `sendmmsg`.
+/// Frames sealed and waiting for one `sendmmsg`, each as a run of datagrams.
 #[derive(Debug)]
 struct Outbox {
     buf: Vec<u8>,
     used: usize,
-    /// Destination, link slot, start and length in `buf`.
-    items: Vec<(SocketAddr, usize, usize, usize)>,
+    /// Destination, link slot, start and length in `buf`, and the length of each datagram
+    /// but the last.
+    items: Vec<(SocketAddr, usize, usize, usize, usize)>,
 }
 
-/// Room for [`BATCH`] full-size frames, each in two fragments, with headers.
-const OUTBOX_BYTES: usize = BATCH * 2 * 2048;
+/// Room for [`BATCH`] full-size frames, each in two fragments, with headers, or 15
+/// 64 KiB super-frames.
+const OUTBOX_BYTES: usize = 1 << 20;
 
 impl Outbox {
     fn new() -> Outbox {
@@ -223,6 +295,8 @@ struct Plane {
     strangers: Vec<(Name, SocketAddr, Duration)>,
     /// Where a frame for a TCP link is sealed.
     tcp_buf: Vec<u8>,
+    /// Where frames whose offloads are finished in software are cut.
+    resolve_buf: Vec<u8>,
     max_datagram: usize,
     relayed_unicast: Traffic,
     relayed_group: Traffic,
@@ -317,7 +391,14 @@ impl Daemon {
         let session = SessionId::starting_at(since_epoch, salt, previous);
         saved.session = Some(session.get());
         state::save(&config.state_dir, &saved)?;
-        let udp = UdpSocket::bind(config.listen)?;
+        let udp = UdpSocket::bind_with(
+            config.listen,
+            &UdpOptions {
+                gso: config.offloads,
+                gro: config.offloads,
+                ..UdpOptions::default()
+            },
+        )?;
         // Bursts of 64 frames from many hosts at once must not overflow the socket.
         let _ = udp.set_recv_buffer(4 << 20);
         let _ = udp.set_send_buffer(4 << 20);
@@ -351,13 +432,17 @@ impl Daemon {
             control_buf: vec![0; 2048],
             pending: Vec::new(),
             strangers: Vec::new(),
-            tcp_buf: vec![0; crate::wire::MAX_DATAGRAM + 64],
+            // A super-frame takes two records on a stream.
+            tcp_buf: vec![0; 2 * (crate::wire::MAX_DATAGRAM + 64)],
+            resolve_buf: Vec::new(),
             max_datagram,
             relayed_unicast: Traffic::default(),
             relayed_group: Traffic::default(),
             drops: BTreeMap::new(),
         };
-        let recv = RecvBatch::new(BATCH, 2048)?;
+        // With receive offload a buffer holds up to 64 KiB of datagrams.
+        let slot = if config.offloads { 65_536 } else { 2048 };
+        let recv = RecvBatch::new(BATCH, slot)?;
         let syncer = state::Syncer::start(&config.state_dir);
         let mut daemon = Daemon {
             table: Table::new(config.role.clone(), config.name.clone()),
@@ -368,7 +453,7 @@ impl Daemon {
             recv: Some(recv),
             unix_batch: FrameBatch::new(BATCH, crate::io::tap::MAX_FRAME).ok(),
             record: Vec::new(),
-            scratch: vec![0; crate::io::tap::MAX_FRAME],
+            scratch: vec![0; crate::io::tap::MAX_FRAME + VNET_HDR_LEN],
             wake: wake_rx,
             syncer,
         };
@@ -767,15 +852,11 @@ impl Daemon {
                 Ok(0) => break,
                 Ok(_) => {
                     let now = self.now();
-                    for i in 0..batch.len() {
-                        let Some((meta, bytes)) = batch.get(i) else {
-                            continue;
-                        };
-                        if meta.truncated {
-                            count(&mut self.plane.drops, "truncated");
-                            continue;
-                        }
-                        self.datagram(meta.source, bytes, now);
+                    for _ in batch.iter().filter(|(meta, _)| meta.truncated) {
+                        count(&mut self.plane.drops, "truncated");
+                    }
+                    for (source, bytes) in batch.datagrams() {
+                        self.datagram(source, bytes, now);
                     }
                     self.plane.flush();
                 }
@@ -835,12 +916,19 @@ impl Daemon {
                         link.remote = source;
                     }
                     match received {
-                        Received::Frame { frame: f, hops } => {
+                        Received::Frame {
+                            frame: f,
+                            hops,
+                            offload,
+                        } => {
                             link.peer.handle_datagram(now);
-                            link.stats.rx.count(f.len());
-                            if let Some(dst) = scratch.get_mut(..f.len()) {
+                            let eth = f.len() - if offload { DESCRIPTOR_LEN } else { 0 };
+                            link.stats.rx.count(eth);
+                            if !offload && f.len() > DEFAULT_MAX_FRAME_LEN {
+                                count(&mut link.stats.drops, "oversized");
+                            } else if let Some(dst) = scratch.get_mut(..f.len()) {
                                 dst.copy_from_slice(f);
-                                frame = Some((f.len(), hops));
+                                frame = Some((f.len(), hops, offload));
                             }
                         }
                         Received::Fragment => link.peer.handle_datagram(now),
@@ -867,8 +955,12 @@ impl Daemon {
             }
         }
         self.drive(slot, now);
-        if let Some((len, hops)) = frame {
-            self.forward(From::Link(slot, hops), &scratch[..len]);
+        if let Some((len, hops, offload)) = frame {
+            let frame = Carried {
+                bytes: &scratch[..len],
+                offload,
+            };
+            self.forward(From::Link(slot, hops), frame);
         }
         self.scratch = scratch;
     }
@@ -947,7 +1039,7 @@ impl Daemon {
                         let len = frame.len();
                         if let Some(dst) = scratch.get_mut(..len) {
                             dst.copy_from_slice(frame);
-                            self.port_frame(slot, &scratch[..len]);
+                            self.port_frame(slot, Carried::plain(&scratch[..len]));
                         }
                     }
                 }
@@ -964,7 +1056,10 @@ impl Daemon {
                 break;
             };
             match dev.read(&mut scratch) {
-                Read::Frame(len) => self.port_frame(slot, &scratch[..len]),
+                Read::Frame { at, len, offload } => {
+                    let bytes = &scratch[at..at + len];
+                    self.port_frame(slot, Carried { bytes, offload });
+                }
                 Read::Empty => break,
                 Read::Truncated => count(&mut port.stats.drops, "truncated"),
                 Read::Failed(e) => {
@@ -977,19 +1072,25 @@ impl Daemon {
     }
 
     /// One frame from port `slot`: the port's checks, then forwarding.
-    fn port_frame(&mut self, slot: usize, frame: &[u8]) {
+    fn port_frame(&mut self, slot: usize, frame: Carried<'_>) {
         let Some(port) = self.plane.ports.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        let len = frame.len();
+        let eth = frame.eth();
+        let len = eth.len();
         port.stats.rx.count(len);
         if len < crate::wire::ETH_HEADER_LEN {
             return count(&mut port.stats.drops, "runt");
         }
-        if len > DEFAULT_MAX_FRAME_LEN {
+        let max = if frame.offload {
+            MAX_OFFLOAD_FRAME
+        } else {
+            DEFAULT_MAX_FRAME_LEN
+        };
+        if len > max {
             return count(&mut port.stats.drops, "oversized");
         }
-        let src = mac_at(frame, 6);
+        let src = mac_at(eth, 6);
         if src.is_group() || (!port.spec.lan && !port.spec.macs.contains(&src)) {
             return count(&mut port.stats.drops, "source-guard");
         }
@@ -997,7 +1098,7 @@ impl Daemon {
     }
 
     /// Decides and sends one frame.
-    fn forward(&mut self, from: From, frame: &[u8]) {
+    fn forward(&mut self, from: From, frame: Carried<'_>) {
         let ingress = match from {
             From::Port(slot) => self.plane.ports.get(slot).and_then(|p| p.as_ref()?.ingress),
             From::Link(slot, _) => {
@@ -1017,19 +1118,20 @@ impl Daemon {
             From::Port(_) => Some(DEFAULT_HOPS),
             From::Link(_, arrived) => forward_hops(arrived),
         };
-        let (dst, src) = (mac_at(frame, 0), mac_at(frame, 6));
-        let decision = self.table.lookup_counted(ingress, src, dst, frame.len());
+        let eth = frame.eth();
+        let (dst, src) = (mac_at(eth, 0), mac_at(eth, 6));
+        let decision = self.table.lookup_counted(ingress, src, dst, eth.len());
         let from_link = matches!(from, From::Link(..));
         match decision {
             Decision::Forward(out) => {
                 if from_link && matches!(out, Out::Link(_)) {
-                    self.plane.relayed_unicast.count(frame.len());
+                    self.plane.relayed_unicast.count(eth.len());
                 }
                 self.plane.send(out, frame, hops);
             }
             Decision::Flood(outs) => {
                 if from_link && outs.iter().any(|o| matches!(o, Out::Link(_))) {
-                    self.plane.relayed_group.count(frame.len());
+                    self.plane.relayed_group.count(eth.len());
                 }
                 for out in outs {
                     self.plane.send(out, frame, hops);
@@ -1243,7 +1345,13 @@ impl Daemon {
             LinkKind::Tcp => crate::wire::MAX_DATAGRAM,
         };
         let tx = LinkTx::new(&self.plane.local, &peer, max_datagram).map_err(|e| e.to_string())?;
-        let rx = LinkRx::new(&self.plane.local, &peer, ReassemblyConfig::default());
+        // Peers with offloads send super-frames of up to 64 KiB; plain frames over
+        // DEFAULT_MAX_FRAME_LEN are dropped after reassembly (`link_datagram`).
+        let reassembly = ReassemblyConfig {
+            max_frame_len: usize::from(u16::MAX),
+            ..ReassemblyConfig::default()
+        };
+        let rx = LinkRx::new(&self.plane.local, &peer, reassembly);
         let link = LinkEnd {
             name: peer.clone(),
             kind,
@@ -1308,7 +1416,7 @@ impl Daemon {
     /// Opens a port's device and registers it; a port that fails to open is registered
     /// with its error (the caller of a fresh attach removes it again).
     fn attach_port(&mut self, spec: PortSpec) {
-        let (dev, error) = match Device::open(&spec) {
+        let (dev, error) = match Device::open(&spec, self.config.offloads) {
             Ok(dev) => (Some(dev), None),
             Err(e) => {
                 warn!(port = %spec.name, "cannot attach: {e}");
@@ -1412,7 +1520,7 @@ fn check_port(spec: &PortSpec) -> Result<(), String> {
 
 impl Plane {
     /// Sends one frame out of `out`: a port's device, or sealed into the outbox for a link.
-    fn send(&mut self, out: &Out, frame: &[u8], hops: Option<u8>) {
+    fn send(&mut self, out: &Out, frame: Carried<'_>, hops: Option<u8>) {
         match out {
             Out::Port(name) => {
                 let Some(&slot) = self.port_slots.get(name) else {
@@ -1424,10 +1532,11 @@ impl Plane {
                 let Some(dev) = port.dev.as_ref() else {
                     return count(&mut port.stats.drops, "not-attached");
                 };
-                match dev.write(frame) {
-                    Wrote::Ok => port.stats.tx.count(frame.len()),
+                match dev.write(frame, &mut self.resolve_buf) {
+                    Wrote::Ok => port.stats.tx.count(frame.eth().len()),
                     Wrote::Full => count(&mut port.stats.drops, "device-full"),
                     Wrote::Failed => count(&mut port.stats.drops, "write-failed"),
+                    Wrote::BadOffload => count(&mut port.stats.drops, "bad-offload"),
                 }
             }
             Out::Link(name) => {
@@ -1439,9 +1548,10 @@ impl Plane {
                 };
                 let need = match self.links[slot]
                     .as_ref()
-                    .map(|l| l.tx.sealed_len(frame.len()))
+                    .map(|l| l.tx.sealed_len(frame.bytes.len()))
                 {
                     Some(Ok(need)) => need,
+                    Some(Err(_)) if frame.offload => return self.send_resolved(out, frame, hops),
                     _ => return count(&mut self.drops, "unsendable"),
                 };
                 if self.outbox.used + need > self.outbox.buf.len()
@@ -1452,13 +1562,18 @@ impl Plane {
                 let Some(link) = self.links[slot].as_mut() else {
                     return;
                 };
+                let eth_len = frame.eth().len();
                 if link.kind == LinkKind::Tcp {
                     let Some(conn) = link.tcp.as_mut().filter(|c| !c.connecting) else {
                         return count(&mut link.stats.drops, "no-connection");
                     };
-                    match link.tx.seal_frame(frame, hops, &mut self.tcp_buf) {
-                        Ok(sealed) => match conn.send(&self.tcp_buf[..sealed.len]) {
-                            Ok(true) => link.stats.tx.count(frame.len()),
+                    let tcp_buf = &mut self.tcp_buf;
+                    match link
+                        .tx
+                        .seal_frame(frame.bytes, frame.offload, hops, tcp_buf)
+                    {
+                        Ok(sealed) => match conn.send(&tcp_buf[..sealed.len]) {
+                            Ok(true) => link.stats.tx.count(eth_len),
                             Ok(false) => count(&mut link.stats.drops, "send-full"),
                             // Noticed, and the connection closed, when it is next polled.
                             Err(_) => count(&mut link.stats.drops, "send-failed"),
@@ -1474,20 +1589,37 @@ impl Plane {
                 let Some(room) = self.outbox.buf.get_mut(start..) else {
                     return;
                 };
-                match link.tx.seal_frame(frame, hops, room) {
+                match link.tx.seal_frame(frame.bytes, frame.offload, hops, room) {
                     Ok(sealed) => {
-                        link.stats.tx.count(frame.len());
-                        let mut at = start;
-                        for _ in 0..sealed.count {
-                            let len = sealed.stride.min(start + sealed.len - at);
-                            self.outbox.items.push((dest, slot, at, len));
-                            at += len;
-                        }
+                        link.stats.tx.count(eth_len);
+                        let item = (dest, slot, start, sealed.len, sealed.stride);
+                        self.outbox.items.push(item);
                         self.outbox.used += sealed.len;
                     }
                     Err(_) => count(&mut link.stats.drops, "seal-failed"),
                 }
             }
+        }
+    }
+
+    /// Sends a frame with offloads that `out` cannot carry whole (longer than a link's 64
+    /// fragments take) as the plain frames its offloads make.
+    fn send_resolved(&mut self, out: &Out, frame: Carried<'_>, hops: u8) {
+        let descriptor = frame.bytes.get(..DESCRIPTOR_LEN).unwrap_or_default();
+        let Ok(offload) = Offload::decode(descriptor) else {
+            return count(&mut self.drops, "bad-offload");
+        };
+        let mut buf = std::mem::take(&mut self.resolve_buf);
+        let mut frames = Vec::new();
+        let resolved = offload::resolve(&offload, frame.eth(), &mut buf, |plain| {
+            frames.push(plain.to_vec());
+        });
+        self.resolve_buf = buf;
+        if resolved.is_err() {
+            return count(&mut self.drops, "bad-offload");
+        }
+        for plain in &frames {
+            self.send(out, Carried::plain(plain), Some(hops));
         }
     }
 
@@ -1497,17 +1629,21 @@ impl Plane {
             return;
         }
         let outbox = &self.outbox;
-        let datagrams: Vec<(SocketAddr, &[u8])> = outbox
+        let runs: Vec<Run<'_>> = outbox
             .items
             .iter()
-            .map(|&(dest, _, start, len)| (dest, &outbox.buf[start..start + len]))
+            .map(|&(dest, _, start, len, stride)| Run {
+                dest,
+                bytes: &outbox.buf[start..start + len],
+                stride,
+            })
             .collect();
         let mut sent = 0;
-        while sent < datagrams.len() {
-            match self.udp.send_batch(&datagrams[sent..]) {
+        while sent < runs.len() {
+            match self.udp.send_runs(&runs[sent..]) {
                 Ok(0) => {
                     // The socket buffer is full: what is left is lost, as on any full link.
-                    for &(_, slot, _, _) in &outbox.items[sent..] {
+                    for &(_, slot, ..) in &outbox.items[sent..] {
                         if let Some(link) = self.links.get_mut(slot).and_then(Option::as_mut) {
                             count(&mut link.stats.drops, "send-full");
                         }
@@ -1516,7 +1652,7 @@ impl Plane {
                 }
                 Ok(n) => sent += n,
                 Err(_) => {
-                    if let Some(&(_, slot, _, _)) = outbox.items.get(sent) {
+                    if let Some(&(_, slot, ..)) = outbox.items.get(sent) {
                         if let Some(link) = self.links.get_mut(slot).and_then(Option::as_mut) {
                             count(&mut link.stats.drops, "send-failed");
                         }

@@ -61,6 +61,19 @@
 //! the buffer (`readv`) tells a frame that fills the buffer exactly from a longer one. A
 //! frame to write that is shorter than an Ethernet header or longer than [`MAX_FRAME`] is
 //! refused before any system call.
+//!
+//! # Offloads
+//!
+//! A TAP opened with offloads ([`Tap::open_or_create_persistent`] with `offloads` set) has
+//! `IFF_VNET_HDR`, and its interface announces checksum and TCP segmentation offload
+//! (`TUNSETOFFLOAD` with `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`), as a virtio NIC does.
+//! The guest's kernel then hands over TCP super-frames of up to 64 KB with their checksums
+//! left to do, and takes such frames back: one read or write moves what would be dozens of
+//! wire-sized frames, and neither side checksums. Every frame read then starts with the
+//! 10-byte `struct virtio_net_hdr` telling what is left to do ([`crate::offload`] reads it),
+//! and every write takes one ([`Tap::write_with_header`]). Without offloads the interface's
+//! offload features are cleared, so a persistent TAP left with them by an earlier run
+//! hands over only plain frames again.
 
 use std::ffi::c_short;
 use std::fs::{File, OpenOptions};
@@ -83,10 +96,18 @@ pub const MIN_FRAME: usize = 14;
 /// with one VLAN tag.
 pub const MAX_FRAME: usize = 65_535 + 18;
 
+/// `IFF_VNET_HDR` as a `short` (0x4000).
+#[allow(clippy::cast_possible_truncation)]
+const VNET_HDR_FLAG: c_short = libc::IFF_VNET_HDR as c_short;
+
 /// `IFF_TAP | IFF_NO_PI` as the `short` that `struct ifreq` carries.
 // The flags are 0x1002, which fits a c_short.
 #[allow(clippy::cast_possible_truncation)]
 const TAP_FLAGS: c_short = (libc::IFF_TAP | libc::IFF_NO_PI) as c_short;
+
+/// The offloads a TAP with offloads announces: checksums, and TCP segmentation over IPv4
+/// and IPv6.
+const TAP_OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
 
 /// What can go wrong with a TAP; the messages name the step and the interface.
 #[derive(Debug, Error)]
@@ -147,6 +168,14 @@ pub enum TapError {
         /// device or a multi-queue TAP)`.
         reason: &'static str,
         /// The kernel's error (`EINVAL`, `EBUSY` or `EPERM`).
+        source: io::Error,
+    },
+    /// The kernel refused to set the TAP's offloads (`TUNSETOFFLOAD`).
+    #[error("set the offloads of TAP {name}: {source}")]
+    Offloads {
+        /// The interface's name.
+        name: String,
+        /// Why.
         source: io::Error,
     },
     /// The kernel refused to set or clear the persistent flag (`TUNSETPERSIST`), or to tell
@@ -313,6 +342,8 @@ pub struct Tap {
     netns: File,
     /// Its path, if it was given one (`None`: the creating thread's namespace).
     netns_path: Option<PathBuf>,
+    /// Opened with `IFF_VNET_HDR` and offloads (see "Offloads" in the module documentation).
+    offloads: bool,
 }
 
 impl Tap {
@@ -328,7 +359,7 @@ impl Tap {
     pub fn create(name: &str) -> Result<Tap, TapError> {
         validate_ifname(name)?;
         let netns = current_netns()?;
-        let (fd, name) = open_tap(name).map_err(|source| TapError::Create {
+        let (fd, name) = open_tap(name, TAP_FLAGS).map_err(|source| TapError::Create {
             name: name.to_owned(),
             netns: None,
             source,
@@ -338,6 +369,7 @@ impl Tap {
             name,
             netns,
             netns_path: None,
+            offloads: false,
         })
     }
 
@@ -353,25 +385,27 @@ impl Tap {
         validate_ifname(name)?;
         let target = open_netns(netns)?;
         let step = || format!("creating TAP {name} in {}", netns.display());
-        let (fd, actual) =
-            in_namespace(&target, netns, step, || open_tap(name))?.map_err(|source| {
-                TapError::Create {
-                    name: name.to_owned(),
-                    netns: Some(netns.to_owned()),
-                    source,
-                }
+        let (fd, actual) = in_namespace(&target, netns, step, || open_tap(name, TAP_FLAGS))?
+            .map_err(|source| TapError::Create {
+                name: name.to_owned(),
+                netns: Some(netns.to_owned()),
+                source,
             })?;
         Ok(Tap {
             fd,
             name: actual,
             netns: target,
             netns_path: Some(netns.to_owned()),
+            offloads: false,
         })
     }
 
     /// Attaches to the persistent TAP `name` in the network namespace `netns` (the calling
     /// thread's own if `None`), or creates it there if there is none, and leaves it
-    /// persistent; returns the TAP and whether it existed. A TAP that existed is as it was
+    /// persistent; returns the TAP and whether it existed. With `offloads`, frames carry a
+    /// virtio-net header and the interface offloads checksums and TCP segmentation to this
+    /// end (see "Offloads" in the module documentation); without, they are plain and the
+    /// interface's offloads are cleared. A TAP that existed is as it was
     /// left: MAC, MTU, up/down, and the addresses and routes configured on it; one just
     /// created starts down, with a random MAC and MTU 1500, as from [`Tap::create`]. See
     /// "Persistent TAPs" in the module documentation.
@@ -387,6 +421,7 @@ impl Tap {
     pub fn open_or_create_persistent(
         netns: Option<&Path>,
         name: &str,
+        offloads: bool,
     ) -> Result<(Tap, bool), TapError> {
         validate_ifname(name)?;
         if name.contains('%') {
@@ -405,7 +440,12 @@ impl Tap {
         let attached = in_namespace(&target, &label, step, || {
             // Whether the name is taken tells a refused attach from a refused creation;
             // asked only after a refusal, inside the namespace.
-            open_tap(name).map_err(|e| (e, nix::net::if_::if_nametoindex(name).is_ok()))
+            let flags = if offloads {
+                TAP_FLAGS | VNET_HDR_FLAG
+            } else {
+                TAP_FLAGS
+            };
+            open_tap(name, flags).map_err(|e| (e, nix::net::if_::if_nametoindex(name).is_ok()))
         })?;
         let (fd, actual) =
             attached.map_err(|(source, exists)| attach_error(name, netns, source, exists))?;
@@ -414,14 +454,42 @@ impl Tap {
             name: actual,
             netns: target,
             netns_path: netns.map(Path::to_owned),
+            offloads,
         };
         // A TAP that is not persistent disappears with its last descriptor, so one this
         // descriptor could attach to and that is not persistent did not exist before.
         let existed = tap.is_persistent()?;
+        // A TAP just created and refused its offloads is not persistent yet: it goes away.
+        tap.set_offloads(if offloads { TAP_OFFLOADS } else { 0 })?;
         if !existed {
             tap.set_persistent(true)?;
         }
         Ok((tap, existed))
+    }
+
+    /// Announces `features` (`TUN_F_*` bits) as the interface's offloads.
+    fn set_offloads(&self, features: libc::c_uint) -> Result<(), TapError> {
+        // SAFETY: TUNSETOFFLOAD takes its argument as an integer, not a pointer: nothing is
+        // read or written through it. The descriptor is open.
+        let rc = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::TUNSETOFFLOAD,
+                libc::c_ulong::from(features),
+            )
+        };
+        if rc < 0 {
+            return Err(TapError::Offloads {
+                name: self.name.clone(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether frames carry a virtio-net header (the TAP was opened with offloads).
+    pub fn has_offloads(&self) -> bool {
+        self.offloads
     }
 
     /// Makes the interface persistent (it outlives this [`Tap`] and the process) or not
@@ -668,19 +736,29 @@ impl Tap {
     /// [`TapError::Write`] for anything else (e.g. `EIO` while the interface is down: the
     /// frame is lost). Interrupted writes are retried.
     pub fn write_frame(&self, frame: &[u8]) -> Result<(), TapError> {
+        self.write_with_header(&[], frame)
+    }
+
+    /// Writes one frame behind its virtio-net header (a TAP with offloads), with one
+    /// `writev`: the interface's stack receives it, segmenting or checksumming as the
+    /// header says.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tap::write_frame`].
+    pub fn write_with_header(&self, header: &[u8], frame: &[u8]) -> Result<(), TapError> {
         if frame.len() < MIN_FRAME {
             return Err(TapError::FrameTooShort { len: frame.len() });
         }
         if frame.len() > MAX_FRAME {
             return Err(TapError::FrameTooLong { len: frame.len() });
         }
+        let len = header.len() + frame.len();
         loop {
-            return match nix::unistd::write(&self.fd, frame) {
-                Ok(n) if n == frame.len() => Ok(()),
-                Ok(n) => Err(TapError::ShortWrite {
-                    written: n,
-                    len: frame.len(),
-                }),
+            let parts = [io::IoSlice::new(header), io::IoSlice::new(frame)];
+            return match nix::sys::uio::writev(&self.fd, &parts) {
+                Ok(n) if n == len => Ok(()),
+                Ok(n) => Err(TapError::ShortWrite { written: n, len }),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::ENOBUFS) => {
                     Err(TapError::WouldBlock)
@@ -846,14 +924,14 @@ fn new_ifreq(name: &str) -> libc::ifreq {
 
 /// Opens `/dev/net/tun` and attaches a TAP named `name` in the current namespace; returns
 /// the descriptor and the name the kernel gave (different from `name` for `%d` patterns).
-fn open_tap(name: &str) -> io::Result<(OwnedFd, String)> {
+fn open_tap(name: &str, flags: c_short) -> io::Result<(OwnedFd, String)> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open("/dev/net/tun")?;
     let mut req = new_ifreq(name);
-    req.ifr_ifru.ifru_flags = TAP_FLAGS;
+    req.ifr_ifru.ifru_flags = flags;
     // SAFETY: TUNSETIFF reads and writes one `struct ifreq`; `req` is a valid, exclusively
     // borrowed `ifreq` that outlives the call, and the descriptor is open.
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req) };

@@ -8,13 +8,16 @@
 //!   and whether it was longer than its slot (truncated: drop it);
 //! - **batched send**: [`UdpSocket::send_batch`] hands up to [`MAX_BATCH`] datagrams, each
 //!   to its own destination, to one `sendmmsg(2)`;
-//! - **segmentation offload**: [`UdpSocket::send_segments`] sends a run of equal-size
-//!   datagrams to one destination (the fragments of one frame, see [`crate::wire`]) as one
+//! - **segmentation offload**: [`UdpSocket::send_runs`] sends runs of equal-size
+//!   datagrams (the fragments of one frame each, see [`crate::wire`]), each run as one
 //!   buffer with a `UDP_SEGMENT` control message, which the kernel cuts into datagrams
-//!   after the routing and the socket layer ran once. Whether the kernel knows
-//!   `UDP_SEGMENT` is checked when the socket is bound; if it does not, or if a route
-//!   refuses it (`EIO`: the device cannot offload checksums), the same datagrams go by
-//!   `sendmmsg` instead, with the same result on the wire;
+//!   after the routing and the socket layer ran once, and many runs per `sendmmsg`.
+//!   Whether the kernel knows `UDP_SEGMENT` is checked when the socket is bound; if it
+//!   does not, or if a route refuses it (`EIO`: the device cannot offload checksums), the
+//!   same datagrams go one by one instead, with the same result on the wire;
+//! - **receive offload** ([`UdpOptions::gro`], `UDP_GRO`): the kernel may hand over several
+//!   datagrams of one sender, all of one size but the last, in one buffer;
+//!   [`RecvMeta::segment`] tells their size, and [`RecvBatch::datagrams`] splits them;
 //! - **don't fragment** by default ([`PathMtuDiscovery::Do`]), and socket buffer sizes.
 //!
 //! No call blocks or allocates. "Nothing to receive" is `Ok(0)`; "no room to send" is a
@@ -183,6 +186,10 @@ pub struct UdpOptions {
     pub path_mtu: PathMtuDiscovery,
     /// Use `UDP_SEGMENT` when the kernel supports it (default `true`).
     pub gso: bool,
+    /// Ask for receive offload (`UDP_GRO`, default `false`): then a received buffer may
+    /// hold several datagrams (see [`RecvMeta::segment`]), up to 64 KiB, so give
+    /// [`RecvBatch`] slots of 65 536 bytes.
+    pub gro: bool,
     /// For an IPv6 address: IPv6 only (`IPV6_V6ONLY`), no IPv4 through mapped addresses.
     /// Default `false`.
     pub v6_only: bool,
@@ -195,6 +202,7 @@ impl Default for UdpOptions {
             send_buffer: None,
             path_mtu: PathMtuDiscovery::Do,
             gso: true,
+            gro: false,
             v6_only: false,
         }
     }
@@ -209,6 +217,9 @@ pub struct RecvMeta {
     pub len: usize,
     /// It was longer than its slot: only the slot's bytes were kept.
     pub truncated: bool,
+    /// With receive offload: the buffer holds several datagrams of this size, back to back,
+    /// the last possibly shorter (split them with [`RecvBatch::datagrams`]).
+    pub segment: Option<usize>,
 }
 
 /// Reusable buffers for [`UdpSocket::recv_batch`]: `slots` datagrams of up to `slot_size`
@@ -245,6 +256,7 @@ impl RecvBatch {
             source: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
             len: 0,
             truncated: false,
+            segment: None,
         };
         Ok(Self {
             buf: vec![0; slots * slot_size].into_boxed_slice(),
@@ -291,9 +303,76 @@ impl RecvBatch {
         (0..self.len).filter_map(move |i| self.get(i))
     }
 
+    /// The datagrams of the last receive, in arrival order, each with its source: the
+    /// buffers receive offload merged are split again. Truncated buffers are left out.
+    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
+        self.iter()
+            .filter(|(meta, _)| !meta.truncated)
+            .flat_map(|(meta, bytes)| {
+                let size = meta.segment.unwrap_or(bytes.len()).max(1);
+                bytes.chunks(size).map(move |d| (meta.source, d))
+            })
+    }
+
     /// Forgets the last receive.
     pub fn clear(&mut self) {
         self.len = 0;
+    }
+}
+
+/// The datagrams of one frame for [`UdpSocket::send_runs`]: `bytes` holds them back to
+/// back, each `stride` bytes long but the last, which may be shorter (as
+/// [`crate::wire::Sealed`] lays them out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run<'a> {
+    /// Where they go.
+    pub dest: SocketAddr,
+    /// The datagrams.
+    pub bytes: &'a [u8],
+    /// The length of each but the last.
+    pub stride: usize,
+}
+
+impl<'a> Run<'a> {
+    /// How many datagrams.
+    pub fn datagrams(&self) -> usize {
+        self.bytes.len().div_ceil(self.stride.max(1))
+    }
+
+    /// Datagrams per `UDP_SEGMENT` message: the kernel takes at most
+    /// [`MAX_GSO_SEGMENTS`], and no more than 64 KiB in all.
+    fn per_message(&self) -> usize {
+        MAX_GSO_SEGMENTS
+            .min(MAX_DATAGRAM / self.stride.max(1))
+            .max(1)
+    }
+
+    /// How many messages it takes, with offload (`gso`) or without.
+    fn message_count(&self, gso: bool) -> usize {
+        let n = self.datagrams();
+        if gso && n > 1 {
+            n.div_ceil(self.per_message())
+        } else {
+            n
+        }
+    }
+
+    /// Its messages: destination, bytes and, for a message of several datagrams, the
+    /// segment size.
+    fn messages(self, gso: bool) -> impl Iterator<Item = (SocketAddr, &'a [u8], Option<u16>)> {
+        let (bytes, dest, stride) = (self.bytes, self.dest, self.stride);
+        let per = if gso && self.datagrams() > 1 {
+            self.per_message()
+        } else {
+            1
+        };
+        let chunk = per * self.stride.max(1);
+        // A stride over MAX_DATAGRAM is refused before this; it fits a u16.
+        let segment = u16::try_from(self.stride).ok();
+        bytes.chunks(chunk).map(move |c| {
+            let several = c.len() > stride;
+            (dest, c, if several { segment } else { None })
+        })
     }
 }
 
@@ -369,6 +448,9 @@ impl UdpSocket {
         if let Some(bytes) = options.send_buffer {
             socket.set_send_buffer(bytes)?;
         }
+        if options.gro {
+            socket.set_int(libc::SOL_UDP, libc::UDP_GRO, 1, "UDP_GRO")?;
+        }
         Ok(socket)
     }
 
@@ -397,7 +479,7 @@ impl UdpSocket {
         self.gso_supported
     }
 
-    /// Whether [`send_segments`](UdpSocket::send_segments) uses segmentation offload now.
+    /// Whether [`send_runs`](UdpSocket::send_runs) uses segmentation offload now.
     pub fn gso_enabled(&self) -> bool {
         self.gso.load(Ordering::Relaxed)
     }
@@ -511,18 +593,21 @@ impl UdpSocket {
         let slots = batch.slots().min(MAX_BATCH);
         let slot_size = batch.slot_size;
         let mut names = [EMPTY_NAME; MAX_BATCH];
+        let mut controls = [ControlBuf::EMPTY; MAX_BATCH];
         let meta = &mut batch.meta;
         let received = recv_mmsg(
             self.socket.as_fd(),
             &mut batch.buf,
             slot_size,
             &mut names[..slots],
+            Some(&mut controls[..slots]),
             |i, message, name| {
                 if let Some(m) = meta.get_mut(i) {
                     *m = RecvMeta {
                         source: decode_name(name),
                         len: message.len,
                         truncated: message.truncated,
+                        segment: message.segment.map(usize::from),
                     };
                 }
             },
@@ -544,195 +629,159 @@ impl UdpSocket {
     /// [`UdpError::Send`] only when the first datagram is refused (e.g. `EMSGSIZE`,
     /// `EAFNOSUPPORT`): skip it and go on with the rest. Interrupted calls are retried.
     pub fn send_batch(&self, datagrams: &[(SocketAddr, &[u8])]) -> Result<usize, UdpError> {
-        self.send_many(datagrams.len(), |i| datagrams[i])
+        let mut messages = datagrams.iter().map(|&(dest, data)| (dest, data, None));
+        self.send_messages(&mut messages)
+            .map_err(|(dest, source)| UdpError::Send { dest, source })
     }
 
-    /// Sends `contents` to `dest` as datagrams of `segment_size` bytes each (the last one
-    /// shorter if `contents` is not a multiple): with one `UDP_SEGMENT` send per up to
-    /// [`MAX_GSO_SEGMENTS`] segments where the kernel and route support it, else by
-    /// [`send_batch`](UdpSocket::send_batch). Returns how many segments were handed to the
-    /// kernel, from the front; fewer than all means the socket buffer is full (send the
-    /// rest, `contents[sent * segment_size..]`, when writable). Empty `contents` sends
-    /// nothing.
+    /// Sends runs of datagrams, each [`Run`] the datagrams of one frame back to back, all
+    /// `stride` bytes long but the last; returns how many runs, from the front, went whole.
     ///
-    /// A route that refuses offload (`EIO`) turns it off for this socket for good
-    /// ([`gso_enabled`](UdpSocket::gso_enabled)); the segments then go by `sendmmsg`.
+    /// With segmentation offload on ([`gso_enabled`](UdpSocket::gso_enabled)), each run goes
+    /// as one `UDP_SEGMENT` message (several if it has more than [`MAX_GSO_SEGMENTS`]
+    /// datagrams or more than 64 KiB), which the kernel cuts into the same datagrams; and
+    /// up to [`MAX_BATCH`] messages go per `sendmmsg(2)`. A route that refuses offload
+    /// (`EIO`: the device cannot checksum) turns it off for this socket for good, and
+    /// everything then goes as plain datagrams, with the same result on the wire.
+    ///
+    /// Fewer runs than given means the socket buffer filled (the first run not counted may
+    /// have gone in part: its frame is lost, as on any full link) or the next one would
+    /// fail, which calling again with the rest reports.
     ///
     /// # Errors
     ///
-    /// [`UdpError::BadSegmentSize`]; [`UdpError::Send`] when the first segment is refused
-    /// (e.g. `EMSGSIZE`: `segment_size` does not fit the path MTU).
-    pub fn send_segments(
-        &self,
-        dest: SocketAddr,
-        contents: &[u8],
-        segment_size: usize,
-    ) -> Result<usize, UdpError> {
-        let Ok(segment) = u16::try_from(segment_size) else {
-            return Err(UdpError::BadSegmentSize { segment_size });
-        };
-        if segment_size == 0 || segment_size > MAX_DATAGRAM {
-            return Err(UdpError::BadSegmentSize { segment_size });
+    /// [`UdpError::BadSegmentSize`] for a stride of 0 or over [`MAX_DATAGRAM`];
+    /// [`UdpError::Send`] when the first run is refused.
+    pub fn send_runs(&self, runs: &[Run<'_>]) -> Result<usize, UdpError> {
+        if let Some(bad) = runs
+            .iter()
+            .find(|r| r.stride == 0 || r.stride > MAX_DATAGRAM)
+        {
+            return Err(UdpError::BadSegmentSize {
+                segment_size: bad.stride,
+            });
         }
-        let count = contents.len().div_ceil(segment_size);
-        let piece = |i: usize| {
-            let start = (i * segment_size).min(contents.len());
-            let end = (start + segment_size).min(contents.len());
-            (dest, &contents[start..end])
-        };
-        if count > 1 && self.gso_enabled() {
-            match self.send_gso(dest, contents, segment, count) {
-                Gso::Sent(n) => return Ok(n),
-                Gso::Failed(e) => return Err(e),
-                Gso::Fallback { sent, disable } => {
-                    if disable {
-                        self.gso.store(false, Ordering::Relaxed);
-                    }
-                    // Segments already out count, even if the first of the rest is refused.
-                    return match self.send_many(count - sent, |i| piece(sent + i)) {
-                        Ok(n) => Ok(sent + n),
-                        Err(_) if sent > 0 => Ok(sent),
-                        Err(e) => Err(e),
-                    };
-                }
+        let gso = self.gso_enabled();
+        let mut messages = runs.iter().flat_map(|&run| run.messages(gso));
+        let sent = match self.send_messages(&mut messages) {
+            Ok(sent) => sent,
+            Err((_, e)) if gso && e.raw_os_error() == Some(libc::EIO) => {
+                self.gso.store(false, Ordering::Relaxed);
+                return self.send_runs(runs);
             }
+            Err((dest, source)) => return Err(UdpError::Send { dest, source }),
+        };
+        if gso {
+            let offloaded = runs
+                .iter()
+                .flat_map(|&run| run.messages(true))
+                .take(sent)
+                .filter(|(_, _, segment)| segment.is_some())
+                .count();
+            self.offloaded
+                .fetch_add(offloaded as u64, Ordering::Relaxed);
         }
-        self.send_many(count, piece)
+        // The runs whose every message went.
+        let mut left = sent;
+        Ok(runs
+            .iter()
+            .take_while(|run| {
+                let n = run.message_count(gso);
+                let whole = n <= left;
+                left = left.saturating_sub(n);
+                whole
+            })
+            .count())
     }
 
-    /// `UDP_SEGMENT` sends of `count` (> 1) segments of `segment` bytes from `contents`.
-    fn send_gso(&self, dest: SocketAddr, contents: &[u8], segment: u16, count: usize) -> Gso {
-        let segment_size = usize::from(segment);
-        let per_send = MAX_GSO_SEGMENTS.min(MAX_DATAGRAM / segment_size).max(1);
-        let (mut name, name_len) = encode_name(&dest);
-        let mut sent = 0;
-        while sent < count {
-            let n = per_send.min(count - sent);
-            let start = sent * segment_size;
-            let end = (start + n * segment_size).min(contents.len());
-            let chunk = &contents[start..end];
-            let mut iov = libc::iovec {
-                iov_base: chunk.as_ptr().cast_mut().cast(),
-                iov_len: chunk.len(),
-            };
-            let mut control = GsoControl::new(segment);
-            let mut hdr = empty_msghdr();
-            hdr.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
-            hdr.msg_namelen = name_len;
-            hdr.msg_iov = &mut iov;
-            hdr.msg_iovlen = 1;
-            hdr.msg_control = (&mut control as *mut GsoControl).cast();
-            hdr.msg_controllen = size_of::<GsoControl>() as _;
-            // SAFETY: `hdr` points to `name` (a sockaddr_in6 of which `name_len` bytes are
-            // read), to one iovec over `chunk` (borrowed from `contents`, only read by the
-            // kernel) and to `control`, one well-formed cmsghdr with its payload of
-            // `msg_controllen` bytes; all live on this stack frame across the call.
-            let rc = unsafe { libc::sendmsg(self.socket.as_raw_fd(), &hdr, libc::MSG_DONTWAIT) };
-            if rc >= 0 {
-                sent += n;
-                self.offloaded.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let e = io::Error::last_os_error();
-            match (e.kind(), e.raw_os_error()) {
-                (io::ErrorKind::Interrupted, _) => continue,
-                (io::ErrorKind::WouldBlock, _) => return Gso::Sent(sent),
-                // The route's device cannot offload (no checksum offload): not for this
-                // socket, then.
-                (_, Some(libc::EIO)) => {
-                    return Gso::Fallback {
-                        sent,
-                        disable: true,
-                    }
-                }
-                // Segment plus headers over the MTU, or more segments than this kernel
-                // takes: the plain path sends them or reports `EMSGSIZE`.
-                (_, Some(libc::EINVAL)) => {
-                    return Gso::Fallback {
-                        sent,
-                        disable: false,
-                    }
-                }
-                _ if sent > 0 => return Gso::Sent(sent),
-                _ => return Gso::Failed(UdpError::Send { dest, source: e }),
-            }
-        }
-        Gso::Sent(sent)
-    }
-
-    /// `sendmmsg` of `count` datagrams, `item(i)` for each, [`MAX_BATCH`] per call.
-    fn send_many<'a>(
+    /// `sendmmsg` of the messages `messages` yields, [`MAX_BATCH`] per call, each to its
+    /// destination and, with a segment size, with a `UDP_SEGMENT` control message; returns
+    /// how many went, from the front (the first one not counted was consumed from
+    /// `messages` but not sent). An error only when the first message is refused, with its
+    /// destination.
+    fn send_messages<'a>(
         &self,
-        count: usize,
-        item: impl Fn(usize) -> (SocketAddr, &'a [u8]),
-    ) -> Result<usize, UdpError> {
+        messages: &mut impl Iterator<Item = (SocketAddr, &'a [u8], Option<u16>)>,
+    ) -> Result<usize, (SocketAddr, io::Error)> {
         let mut sent = 0;
-        while sent < count {
-            let n = (count - sent).min(MAX_BATCH);
+        loop {
             let mut names = [EMPTY_NAME; MAX_BATCH];
             let mut name_lens = [0; MAX_BATCH];
             let mut iovs = [EMPTY_IOV; MAX_BATCH];
-            let mut hdrs = [empty_mmsghdr(); MAX_BATCH];
-            for k in 0..n {
-                let (dest, data) = item(sent + k);
-                (names[k], name_lens[k]) = encode_name(&dest);
-                iovs[k] = libc::iovec {
+            let mut controls = [const { None::<GsoControl> }; MAX_BATCH];
+            let mut dests = [None; MAX_BATCH];
+            let mut n = 0;
+            for (dest, data, segment) in messages.by_ref().take(MAX_BATCH) {
+                (names[n], name_lens[n]) = encode_name(&dest);
+                iovs[n] = libc::iovec {
                     iov_base: data.as_ptr().cast_mut().cast(),
                     iov_len: data.len(),
                 };
+                controls[n] = segment.map(GsoControl::new);
+                dests[n] = Some(dest);
+                n += 1;
             }
-            for (((hdr, iov), name), &name_len) in hdrs
+            if n == 0 {
+                return Ok(sent);
+            }
+            let mut hdrs = [empty_mmsghdr(); MAX_BATCH];
+            for ((((hdr, iov), name), &name_len), control) in hdrs
                 .iter_mut()
                 .zip(iovs.iter_mut())
                 .zip(names.iter_mut())
                 .zip(&name_lens)
+                .zip(controls.iter_mut())
                 .take(n)
             {
                 hdr.msg_hdr.msg_iov = iov;
                 hdr.msg_hdr.msg_iovlen = 1;
                 hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_in6).cast();
                 hdr.msg_hdr.msg_namelen = name_len;
+                if let Some(control) = control {
+                    hdr.msg_hdr.msg_control = (control as *mut GsoControl).cast();
+                    hdr.msg_hdr.msg_controllen = size_of::<GsoControl>() as _;
+                }
             }
             let vlen = libc::c_uint::try_from(n).unwrap_or(0);
-            // SAFETY: the first `vlen` (<= MAX_BATCH) headers each point to one name of
-            // `names` (`msg_namelen` bytes of it are read) and one iovec of `iovs`, arrays
-            // on this stack frame untouched until the call returns; each iovec points to a
-            // datagram borrowed from the caller, only read by the kernel; no control
-            // buffer. The kernel writes only `msg_len` of each header.
-            let rc = unsafe {
-                libc::sendmmsg(
-                    self.socket.as_raw_fd(),
-                    hdrs.as_mut_ptr(),
-                    vlen,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            match usize::try_from(rc) {
-                Ok(done) => {
-                    sent += done.min(n);
-                    if done < n {
-                        // Stopped early: buffer full, or the next datagram fails (the
-                        // caller's retry reports it).
-                        return Ok(sent);
-                    }
-                }
-                Err(_) => {
-                    let e = io::Error::last_os_error();
-                    match e.kind() {
-                        io::ErrorKind::Interrupted => {}
-                        io::ErrorKind::WouldBlock => return Ok(sent),
-                        _ if sent > 0 => return Ok(sent),
-                        _ => {
-                            return Err(UdpError::Send {
-                                dest: item(sent).0,
-                                source: e,
-                            })
+            let mut done = 0;
+            while done < n {
+                // SAFETY: headers `done..n` (n <= MAX_BATCH) each point to one name of
+                // `names` (`msg_namelen` bytes of it are read), one iovec of `iovs` and, if
+                // any, one well-formed control message of `controls` (`msg_controllen`
+                // bytes), arrays on this stack frame untouched until the call returns; each
+                // iovec points to a datagram borrowed from the caller, only read by the
+                // kernel. The kernel writes only `msg_len` of each header.
+                let rc = unsafe {
+                    libc::sendmmsg(
+                        self.socket.as_raw_fd(),
+                        hdrs.as_mut_ptr().add(done),
+                        vlen - libc::c_uint::try_from(done).unwrap_or(0),
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                match usize::try_from(rc) {
+                    // Stopped early: buffer full, or the next message fails (the caller's
+                    // retry reports it).
+                    Ok(0) => return Ok(sent + done),
+                    Ok(k) => done += k,
+                    Err(_) => {
+                        let e = io::Error::last_os_error();
+                        match e.kind() {
+                            io::ErrorKind::Interrupted => {}
+                            io::ErrorKind::WouldBlock => return Ok(sent + done),
+                            _ if sent + done > 0 => return Ok(sent + done),
+                            _ => {
+                                let dest = dests[done].unwrap_or(SocketAddr::V4(
+                                    SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                                ));
+                                return Err((dest, e));
+                            }
                         }
                     }
                 }
             }
+            sent += n;
         }
-        Ok(sent)
     }
 
     /// Sets an integer socket option.
@@ -827,12 +876,51 @@ pub(crate) struct Received {
     pub truncated: bool,
     /// How many bytes of its name buffer the kernel filled.
     pub name_len: libc::socklen_t,
+    /// The segment size a `UDP_GRO` control message told, if any.
+    pub segment: Option<u16>,
+}
+
+/// Room for the control messages of one received datagram (`UDP_GRO`'s `int`), aligned as
+/// a `cmsghdr`.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+pub(crate) struct ControlBuf([u8; 64]);
+
+impl ControlBuf {
+    pub(crate) const EMPTY: ControlBuf = ControlBuf([0; 64]);
+}
+
+/// The segment size of a `UDP_GRO` control message among those `hdr` received.
+fn gro_segment(hdr: &libc::msghdr) -> Option<u16> {
+    // SAFETY: `hdr` is a header `recvmmsg` filled: `msg_control` points to a live
+    // ControlBuf of `msg_controllen` bytes the kernel wrote well-formed control messages
+    // into; CMSG_FIRSTHDR and CMSG_NXTHDR stay within it, and CMSG_DATA points inside the
+    // message whose `cmsg_len` covers an `int`, read unaligned.
+    unsafe {
+        if hdr.msg_control.is_null() {
+            return None;
+        }
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            let c = &*cmsg;
+            if c.cmsg_level == libc::SOL_UDP
+                && c.cmsg_type == libc::UDP_GRO
+                && c.cmsg_len as usize >= libc::CMSG_LEN(INT_LEN) as usize
+            {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                return u16::try_from(size).ok().filter(|&s| s > 0);
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+        None
+    }
 }
 
 /// One `recvmmsg(2)` (`MSG_DONTWAIT | MSG_TRUNC`) of up to `names.len()` (at most
 /// [`MAX_BATCH`], and no more than `buf` has `slot_size`-byte slots for) waiting
 /// datagrams: datagram `i` into `buf[i * slot_size..][..slot_size]`, its source into
-/// `names[i]`. Calls `each(i, what, &names[i])` for each one received, in order, and
+/// `names[i]`, its control messages (if `controls` is given) into `controls[i]`. Calls
+/// `each(i, what, &names[i])` for each one received, in order, and
 /// returns how many; 0 when none is waiting. Interrupted calls are retried. Shared by the
 /// UDP link socket and the unix datagram port, which differ only in their address type.
 pub(crate) fn recv_mmsg<N: SockaddrBuf>(
@@ -840,6 +928,7 @@ pub(crate) fn recv_mmsg<N: SockaddrBuf>(
     buf: &mut [u8],
     slot_size: usize,
     names: &mut [N],
+    controls: Option<&mut [ControlBuf]>,
     mut each: impl FnMut(usize, Received, &N),
 ) -> io::Result<usize> {
     if slot_size == 0 {
@@ -863,15 +952,22 @@ pub(crate) fn recv_mmsg<N: SockaddrBuf>(
         hdr.msg_hdr.msg_name = (name as *mut N).cast();
         hdr.msg_hdr.msg_namelen = name_len;
     }
+    if let Some(controls) = controls {
+        for (hdr, control) in hdrs.iter_mut().zip(controls.iter_mut()).take(slots) {
+            hdr.msg_hdr.msg_control = control.0.as_mut_ptr().cast();
+            hdr.msg_hdr.msg_controllen = size_of::<ControlBuf>() as _;
+        }
+    }
     let vlen = libc::c_uint::try_from(slots).unwrap_or(0);
     let received = loop {
         // SAFETY: the first `vlen` (<= MAX_BATCH) headers each point to one iovec of
         // `iovs` and one name buffer of `names` (`N: SockaddrBuf`: valid for any bytes;
         // `msg_namelen` is its size), all untouched until the call returns; each iovec
         // points to a distinct `slot_size`-byte chunk of `buf`, exclusively borrowed for
-        // this call; no control buffer. The kernel writes at most `iov_len` bytes per
-        // buffer and `msg_namelen` bytes per name, and nothing after returning. A null
-        // timeout is allowed.
+        // this call; with `controls`, one distinct ControlBuf of `msg_controllen` bytes,
+        // likewise. The kernel writes at most `iov_len` bytes per buffer, `msg_namelen`
+        // bytes per name and `msg_controllen` per control buffer, and nothing after
+        // returning. A null timeout is allowed.
         let rc = unsafe {
             libc::recvmmsg(
                 fd.as_raw_fd(),
@@ -898,20 +994,11 @@ pub(crate) fn recv_mmsg<N: SockaddrBuf>(
             len,
             truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || len > slot_size,
             name_len: hdr.msg_hdr.msg_namelen,
+            segment: gro_segment(&hdr.msg_hdr),
         };
         each(i, what, name);
     }
     Ok(received)
-}
-
-/// How a run of `UDP_SEGMENT` sends ended.
-enum Gso {
-    /// This many segments went (all, or fewer when the buffer filled).
-    Sent(usize),
-    /// This many went; send the rest without offload, and stop offloading if `disable`.
-    Fallback { sent: usize, disable: bool },
-    /// The first send was refused.
-    Failed(UdpError),
 }
 
 fn option_error(option: &'static str) -> impl Fn(nix::errno::Errno) -> UdpError {

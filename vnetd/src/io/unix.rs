@@ -534,6 +534,7 @@ impl UnixPort {
             &mut batch.buf,
             batch.slot_size,
             &mut batch.names,
+            None,
             |slot, what, name| {
                 if what.truncated {
                     stats.truncated += 1;

@@ -119,7 +119,7 @@ impl Node {
         frame[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
         frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
         let mut out = [0u8; 256];
-        let sealed = self.tx.seal_frame(&frame, 1, &mut out).unwrap();
+        let sealed = self.tx.seal_frame(&frame, false, 1, &mut out).unwrap();
         out[..sealed.len].to_vec()
     }
 

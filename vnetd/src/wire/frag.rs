@@ -166,6 +166,8 @@ struct Slot {
     arrived: u64,
     /// The smallest hop budget among the fragments.
     hops: u8,
+    /// The fragments' offload flag (all must agree).
+    offload: bool,
     /// The frame being rebuilt; its allocation is kept from frame to frame.
     buf: Vec<u8>,
     active: bool,
@@ -250,9 +252,10 @@ impl Reassembler {
     }
 
     /// Takes a fragment (already authenticated and checked, as [`Message::parse`] leaves it)
-    /// that arrived at `now` with hop budget `hops`. Returns the frame and its hop budget (the
-    /// smallest of its fragments') when this was its last missing piece; the frame is
-    /// borrowed from the reassembler until the next call.
+    /// that arrived at `now` with hop budget `hops` and offload flag `offload` (which every
+    /// fragment of a frame must share). Returns the frame and its hop budget (the smallest
+    /// of its fragments') when this was its last missing piece; the frame is borrowed from
+    /// the reassembler until the next call.
     ///
     /// [`Message::parse`]: super::message::Message::parse
     ///
@@ -262,6 +265,7 @@ impl Reassembler {
         &mut self,
         fragment: &Fragment<'_>,
         hops: u8,
+        offload: bool,
         now: Duration,
     ) -> Result<Option<(&[u8], u8)>, ReassemblyError> {
         self.handle_timeout(now);
@@ -294,7 +298,10 @@ impl Reassembler {
         let index = match self.find(fragment.frame_id) {
             Some(index) => {
                 let slot = &mut self.slots[index];
-                if slot.frame_len != frame_len || slot.count != fragment.count {
+                if slot.frame_len != frame_len
+                    || slot.count != fragment.count
+                    || slot.offload != offload
+                {
                     slot.active = false;
                     self.stats.inconsistent += 1;
                     return Err(ReassemblyError::Inconsistent {
@@ -319,6 +326,7 @@ impl Reassembler {
                 slot.count = fragment.count;
                 slot.arrived = 0;
                 slot.hops = hops;
+                slot.offload = offload;
                 slot.active = true;
                 index
             }
@@ -354,6 +362,7 @@ impl Reassembler {
                 count: 0,
                 arrived: 0,
                 hops: 0,
+                offload: false,
                 // Zeroed once; every piece of a frame overwrites its part, and `insert`
                 // refuses frames longer than this.
                 buf: vec![0; self.config.max_frame_len],
@@ -453,11 +462,14 @@ mod tests {
         pieces.reverse();
         let last = pieces.pop().unwrap();
         for p in &pieces {
-            assert_eq!(r.insert(&as_fragment(p), 5, Duration::ZERO), Ok(None));
+            assert_eq!(
+                r.insert(&as_fragment(p), 5, false, Duration::ZERO),
+                Ok(None)
+            );
         }
         assert_eq!(r.in_progress(), 1);
         let (got, hops) = r
-            .insert(&as_fragment(&last), 3, Duration::ZERO)
+            .insert(&as_fragment(&last), 3, false, Duration::ZERO)
             .unwrap()
             .unwrap();
         assert_eq!(got, &f[..]);
@@ -472,25 +484,25 @@ mod tests {
         let f = frame(1514, 2);
         let pieces = cut(&f, 1, 1472);
         assert_eq!(
-            r.insert(&as_fragment(&pieces[0]), 8, Duration::ZERO),
+            r.insert(&as_fragment(&pieces[0]), 8, false, Duration::ZERO),
             Ok(None)
         );
         assert_eq!(
-            r.insert(&as_fragment(&pieces[0]), 8, Duration::ZERO),
+            r.insert(&as_fragment(&pieces[0]), 8, false, Duration::ZERO),
             Err(ReassemblyError::Duplicate {
                 frame_id: 1,
                 index: 0
             })
         );
         let (got, _) = r
-            .insert(&as_fragment(&pieces[1]), 8, Duration::ZERO)
+            .insert(&as_fragment(&pieces[1]), 8, false, Duration::ZERO)
             .unwrap()
             .unwrap();
         assert_eq!(got, &f[..]);
         assert_eq!(r.stats().duplicates, 1);
         // A late duplicate after completion starts a new frame, which later expires.
         assert_eq!(
-            r.insert(&as_fragment(&pieces[1]), 8, Duration::ZERO),
+            r.insert(&as_fragment(&pieces[1]), 8, false, Duration::ZERO),
             Ok(None)
         );
         r.handle_timeout(Duration::from_secs(1));
@@ -505,7 +517,8 @@ mod tests {
         let mut done = Vec::new();
         for i in 0..p1.len().max(p2.len()) {
             for p in [p1.get(i), p2.get(i)].into_iter().flatten() {
-                if let Some((got, _)) = r.insert(&as_fragment(p), 1, Duration::ZERO).unwrap() {
+                if let Some((got, _)) = r.insert(&as_fragment(p), 1, false, Duration::ZERO).unwrap()
+                {
                     done.push(got.to_vec());
                 }
             }
@@ -519,7 +532,7 @@ mod tests {
         let mut r = Reassembler::new(ReassemblyConfig::default());
         let pieces = cut(&frame(1514, 5), 7, 1472);
         let t0 = Duration::from_millis(100);
-        r.insert(&as_fragment(&pieces[0]), 1, t0).unwrap();
+        r.insert(&as_fragment(&pieces[0]), 1, false, t0).unwrap();
         assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(1)));
         r.handle_timeout(t0 + Duration::from_millis(999));
         assert_eq!(r.in_progress(), 1);
@@ -529,7 +542,12 @@ mod tests {
         assert_eq!(r.stats().expired, 1);
         // The missing piece, arriving late, does not complete anything.
         assert_eq!(
-            r.insert(&as_fragment(&pieces[1]), 1, t0 + Duration::from_secs(2)),
+            r.insert(
+                &as_fragment(&pieces[1]),
+                1,
+                false,
+                t0 + Duration::from_secs(2)
+            ),
             Ok(None)
         );
     }
@@ -544,7 +562,7 @@ mod tests {
         for id in 0..1000u32 {
             let pieces = cut(&frame(1518, 6), id, 1472);
             let now = Duration::from_micros(u64::from(id));
-            assert_eq!(r.insert(&as_fragment(&pieces[0]), 1, now), Ok(None));
+            assert_eq!(r.insert(&as_fragment(&pieces[0]), 1, false, now), Ok(None));
             assert!(r.in_progress() <= 4);
             assert!(r.memory() <= 4 * DEFAULT_MAX_FRAME_LEN);
         }
@@ -554,7 +572,7 @@ mod tests {
             let pieces = cut(&frame(1518, 6), id, 1472);
             let now = Duration::from_millis(1);
             assert!(r
-                .insert(&as_fragment(&pieces[1]), 1, now)
+                .insert(&as_fragment(&pieces[1]), 1, false, now)
                 .unwrap()
                 .is_some());
         }
@@ -565,19 +583,19 @@ mod tests {
     fn inconsistent_and_oversized_fragments_are_refused() {
         let mut r = Reassembler::new(ReassemblyConfig::default());
         let pieces = cut(&frame(1514, 7), 3, 1472);
-        r.insert(&as_fragment(&pieces[0]), 1, Duration::ZERO)
+        r.insert(&as_fragment(&pieces[0]), 1, false, Duration::ZERO)
             .unwrap();
         // Same frame id, another frame length (a stale frame id reused, or a liar).
         let other = cut(&frame(1500, 7), 3, 1472);
         assert_eq!(
-            r.insert(&as_fragment(&other[1]), 1, Duration::ZERO),
+            r.insert(&as_fragment(&other[1]), 1, false, Duration::ZERO),
             Err(ReassemblyError::Inconsistent { frame_id: 3 })
         );
         assert_eq!(r.in_progress(), 0);
         assert_eq!(r.stats().inconsistent, 1);
         let big = cut(&frame(1519, 7), 4, 1472);
         assert_eq!(
-            r.insert(&as_fragment(&big[0]), 1, Duration::ZERO),
+            r.insert(&as_fragment(&big[0]), 1, false, Duration::ZERO),
             Err(ReassemblyError::TooLong {
                 len: 1519,
                 max: 1518
@@ -592,7 +610,7 @@ mod tests {
             piece: &[0; 1],
         };
         assert!(matches!(
-            r.insert(&bogus, 1, Duration::ZERO),
+            r.insert(&bogus, 1, false, Duration::ZERO),
             Err(ReassemblyError::Inconsistent { .. })
         ));
     }

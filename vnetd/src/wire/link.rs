@@ -319,15 +319,14 @@ impl LinkTx {
         });
         check_room(&message, buf)?;
         let (seq, after) = self.reserve_seqs(1)?;
-        let len = seal(
-            &self.hello_key,
-            self.local.session,
-            seq,
-            0,
-            1,
-            &message,
-            buf,
-        )?;
+        let id = DatagramId {
+            key: &self.hello_key,
+            session: self.local.session,
+            receiver_hint: 0,
+            hops: 1,
+            flags: Flags::default(),
+        };
+        let len = seal(&id, seq, &message, buf)?;
         self.next_seq = after;
         Ok(len)
     }
@@ -371,15 +370,23 @@ impl LinkTx {
         let (peer_session, key) = self.data_key.as_ref().ok_or(TxError::NoPeerSession)?;
         check_room(message, buf)?;
         let (seq, after) = self.reserve_seqs(1)?;
-        let hint = peer_session.hint();
-        let len = seal(key, self.local.session, seq, hint, 1, message, buf)?;
+        let id = DatagramId {
+            key,
+            session: self.local.session,
+            receiver_hint: peer_session.hint(),
+            hops: 1,
+            flags: Flags::default(),
+        };
+        let len = seal(&id, seq, message, buf)?;
         self.next_seq = after;
         Ok(len)
     }
 
     /// Seals an Ethernet frame with hop budget `hops` into `out`: one datagram if it fits
-    /// [`LinkTx::max_datagram`], else 2 to 64 fragments (see [`Sealed`]). `out` needs
-    /// [`LinkTx::sealed_len`] bytes. On error nothing is sent and no sequence number used.
+    /// [`LinkTx::max_datagram`], else 2 to 64 fragments (see [`Sealed`]). With `offload`,
+    /// `frame` begins with an offload descriptor and every datagram has [`Flags::OFFLOAD`].
+    /// `out` needs [`LinkTx::sealed_len`] bytes. On error nothing is sent and no sequence
+    /// number used.
     ///
     /// # Errors
     /// [`TxError::NoPeerSession`], [`TxError::ZeroHops`], [`TxError::RuntFrame`],
@@ -387,6 +394,7 @@ impl LinkTx {
     pub fn seal_frame(
         &mut self,
         frame: &[u8],
+        offload: bool,
         hops: u8,
         out: &mut [u8],
     ) -> Result<Sealed, TxError> {
@@ -410,10 +418,15 @@ impl LinkTx {
             .into());
         }
         let (first, after) = self.reserve_seqs(plan.count)?;
-        let hint = peer_session.hint();
-        let session = self.local.session;
+        let id = DatagramId {
+            key,
+            session: self.local.session,
+            receiver_hint: peer_session.hint(),
+            hops,
+            flags: Flags(if offload { Flags::OFFLOAD } else { 0 }),
+        };
         if !plan.is_fragmented() {
-            seal(key, session, first, hint, hops, &Message::Frame(frame), out)?;
+            seal(&id, first, &Message::Frame(frame), out)?;
         } else {
             let frame_id = self.next_frame_id;
             let count = u8::try_from(plan.count).map_err(|_| Unsplittable {
@@ -435,7 +448,7 @@ impl LinkTx {
                     count,
                     piece: &frame[range],
                 });
-                at += seal(key, session, seq, hint, hops, &message, &mut out[at..])?;
+                at += seal(&id, seq, &message, &mut out[at..])?;
             }
             self.next_frame_id = frame_id.wrapping_add(1);
         }
@@ -460,13 +473,19 @@ fn check_room(message: &Message<'_>, buf: &[u8]) -> Result<(), BufferTooSmall> {
     Ok(())
 }
 
-/// Writes header, payload and tag of one datagram at the start of `buf`; returns its length.
-fn seal(
-    key: &LinkKey,
+/// What the datagrams of one message share: key and header fields but the sequence number.
+struct DatagramId<'k> {
+    key: &'k LinkKey,
     session: SessionId,
-    seq: u64,
     receiver_hint: u16,
     hops: u8,
+    flags: Flags,
+}
+
+/// Writes header, payload and tag of one datagram at the start of `buf`; returns its length.
+fn seal(
+    id: &DatagramId<'_>,
+    seq: u64,
     message: &Message<'_>,
     buf: &mut [u8],
 ) -> Result<usize, BufferTooSmall> {
@@ -481,16 +500,16 @@ fn seal(
     let mut datagram = Datagram::new_unchecked(out);
     datagram.emit_header(&Header {
         msg_type: message.msg_type(),
-        hops,
-        flags: Flags::default(),
-        session,
+        hops: id.hops,
+        flags: id.flags,
+        session: id.session,
         seq,
         payload_len,
-        receiver_hint,
+        receiver_hint: id.receiver_hint,
     });
     message.emit(datagram.payload_mut())?;
     let (authenticated, tag) = datagram.authenticated_and_tag_mut();
-    tag.copy_from_slice(&key.tag(authenticated));
+    tag.copy_from_slice(&id.key.tag(authenticated));
     Ok(len)
 }
 
@@ -572,10 +591,12 @@ pub enum Received<'a> {
     /// An Ethernet frame, whole or reassembled, with the hop budget it arrived with.
     Frame {
         /// The frame (borrowed from the datagram, or from the reassembler until its next
-        /// use).
+        /// use); behind its offload descriptor if `offload`.
         frame: &'a [u8],
         /// Its hop budget (see [`forward_hops`]).
         hops: u8,
+        /// The frame begins with an offload descriptor ([`Flags::OFFLOAD`]).
+        offload: bool,
     },
     /// A fragment, kept until its frame is complete.
     Fragment,
@@ -744,10 +765,19 @@ impl LinkRx {
             Message::Frame(frame) => Ok(Received::Frame {
                 frame,
                 hops: header.hops,
+                offload: header.flags.offload(),
             }),
             Message::Fragment(fragment) => {
-                match self.reassembly.insert(&fragment, header.hops, now)? {
-                    Some((frame, hops)) => Ok(Received::Frame { frame, hops }),
+                let offload = header.flags.offload();
+                match self
+                    .reassembly
+                    .insert(&fragment, header.hops, offload, now)?
+                {
+                    Some((frame, hops)) => Ok(Received::Frame {
+                        frame,
+                        hops,
+                        offload,
+                    }),
                     None => Ok(Received::Fragment),
                 }
             }
@@ -788,18 +818,18 @@ mod tests {
         let mut out = [0u8; 4000];
         // Two fragments would need u64::MAX - 1 and u64::MAX, and leave nothing after.
         assert_eq!(
-            tx.seal_frame(&[0; 1514], 1, &mut out),
+            tx.seal_frame(&[0; 1514], false, 1, &mut out),
             Err(TxError::SequenceExhausted)
         );
         assert_eq!(tx.next_seq(), u64::MAX - 1);
-        assert!(tx.seal_frame(&[0; 64], 1, &mut out).is_ok());
+        assert!(tx.seal_frame(&[0; 64], false, 1, &mut out).is_ok());
         assert_eq!(
             tx.keepalive(0, 0, &mut out),
             Err(TxError::SequenceExhausted)
         );
         assert_eq!(tx.hello(&mut out), Err(TxError::SequenceExhausted));
         assert_eq!(
-            tx.seal_frame(&[0; 64], 1, &mut out),
+            tx.seal_frame(&[0; 64], false, 1, &mut out),
             Err(TxError::SequenceExhausted)
         );
     }

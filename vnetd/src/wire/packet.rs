@@ -98,12 +98,23 @@ impl fmt::Display for MessageType {
     }
 }
 
-/// The header's flag byte. Version 1 defines no flag and emits zero; receivers ignore bits
-/// they do not know (the tag covers them, so nobody but a peer can set them). A later
-/// revision may define optional hints here; anything that changes the meaning of a datagram
-/// takes a new version instead.
+/// The header's flag byte. Version 1 defines one flag, [`Flags::OFFLOAD`]; receivers ignore
+/// bits they do not know (the tag covers them, so nobody but a peer can set them). A later
+/// revision may define optional hints here; anything else that changes the meaning of a
+/// datagram takes a new version instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Flags(pub u8);
+
+impl Flags {
+    /// On a frame or fragment: the frame begins with an offload descriptor (checksum or
+    /// segmentation left to do, [`crate::offload`]).
+    pub const OFFLOAD: u8 = 0x01;
+
+    /// Whether [`Flags::OFFLOAD`] is set.
+    pub fn offload(self) -> bool {
+        self.0 & Self::OFFLOAD != 0
+    }
+}
 
 /// Why bytes are not a well-formed datagram (or record, on a stream link).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -55,7 +55,10 @@ impl End {
 
     fn frame(&mut self, frame: &[u8]) -> Vec<Vec<u8>> {
         let mut out = vec![0u8; self.tx.sealed_len(frame.len()).unwrap()];
-        let sealed = self.tx.seal_frame(frame, DEFAULT_HOPS, &mut out).unwrap();
+        let sealed = self
+            .tx
+            .seal_frame(frame, false, DEFAULT_HOPS, &mut out)
+            .unwrap();
         sealed.datagrams(&out).map(<[u8]>::to_vec).collect()
     }
 
@@ -385,7 +388,8 @@ fn hop_budget_and_helpers() {
     assert_eq!(udp_max_datagram(10, true), 0);
     let (mut a, mut b) = linked(1472);
     let mut out = [0u8; 200];
-    a.tx.seal_frame(&eth_frame(60, 0), 1, &mut out).unwrap();
+    a.tx.seal_frame(&eth_frame(60, 0), false, 1, &mut out)
+        .unwrap();
     let datagram = Datagram::new_checked(&out[..60 + OVERHEAD]).unwrap();
     assert!(matches!(
         b.rx.open(datagram, Duration::ZERO),
@@ -400,7 +404,7 @@ fn sending_errors() {
     let frame = eth_frame(100, 0);
     // Nothing but hellos before the peer's session is known.
     assert_eq!(
-        a.tx.seal_frame(&frame, 1, &mut out),
+        a.tx.seal_frame(&frame, false, 1, &mut out),
         Err(TxError::NoPeerSession)
     );
     assert_eq!(a.tx.keepalive(0, 0, &mut out), Err(TxError::NoPeerSession));
@@ -422,20 +426,23 @@ fn sending_errors() {
     );
     a.tx.set_peer_session(session(9));
     assert_eq!(a.tx.peer_session(), Some(session(9)));
-    assert_eq!(a.tx.seal_frame(&frame, 0, &mut out), Err(TxError::ZeroHops));
     assert_eq!(
-        a.tx.seal_frame(&frame[..13], 1, &mut out),
+        a.tx.seal_frame(&frame, false, 0, &mut out),
+        Err(TxError::ZeroHops)
+    );
+    assert_eq!(
+        a.tx.seal_frame(&frame[..13], false, 1, &mut out),
         Err(TxError::RuntFrame { len: 13 })
     );
     assert_eq!(
-        a.tx.seal_frame(&frame, 1, &mut out[..139]),
+        a.tx.seal_frame(&frame, false, 1, &mut out[..139]),
         Err(TxError::BufferTooSmall(BufferTooSmall {
             need: 140,
             have: 139
         }))
     );
     assert!(matches!(
-        a.tx.seal_frame(&vec![0; 70_000], 1, &mut out),
+        a.tx.seal_frame(&vec![0; 70_000], false, 1, &mut out),
         Err(TxError::Unsplittable(_))
     ));
     assert_eq!(a.tx.next_seq(), 0);
@@ -450,7 +457,9 @@ fn sending_errors() {
     assert_eq!(a.tx.max_datagram(), 1472);
     // At the smallest datagram a full frame takes 19 pieces.
     a.tx.set_max_datagram(MIN_DATAGRAM).unwrap();
-    let sealed = a.tx.seal_frame(&eth_frame(1518, 0), 1, &mut out).unwrap();
+    let sealed =
+        a.tx.seal_frame(&eth_frame(1518, 0), false, 1, &mut out)
+            .unwrap();
     assert_eq!(sealed.count, 19);
     assert!(sealed.datagrams(&out).all(|d| d.len() <= MIN_DATAGRAM));
     assert_eq!(a.tx.next_seq(), 19);
@@ -848,6 +857,73 @@ fn duplicate_and_interleaved_fragments() {
     assert_eq!(b.open(&d, now), Err(RxError::DuplicateFragment));
     assert_eq!(b.rx.reassembly_stats().duplicates, 1);
     assert_eq!(b.rx.reassembly_stats().completed, 2);
+}
+
+#[test]
+fn super_frames_with_offload_cross_in_fragments_and_keep_their_flag() {
+    let mut a = End::new("host1", 0x1000_0001, "proxy", udp_max_datagram(1500, false));
+    let mut b = End::new("proxy", 0x2000_0002, "host1", udp_max_datagram(1500, false));
+    b.rx = LinkRx::new(
+        &b.local,
+        &name("host1"),
+        ReassemblyConfig {
+            max_frame_len: usize::from(u16::MAX),
+            ..ReassemblyConfig::default()
+        },
+    );
+    let hello = a.hello();
+    b.take_hello(&hello).unwrap();
+    let hello = b.hello();
+    a.take_hello(&hello).unwrap();
+    // A 64 KiB TCP super-frame behind its descriptor: the most a 16-bit length takes.
+    let frame = eth_frame(usize::from(u16::MAX), 3);
+    let mut out = vec![0u8; a.tx.sealed_len(frame.len()).unwrap()];
+    let sealed =
+        a.tx.seal_frame(&frame, true, DEFAULT_HOPS, &mut out)
+            .unwrap();
+    assert_eq!(sealed.count, 47, "65 535 bytes in pieces of 1424");
+    let datagrams: Vec<Vec<u8>> = sealed.datagrams(&out).map(<[u8]>::to_vec).collect();
+    for d in &datagrams {
+        let d = Datagram::new_checked(&d[..]).unwrap();
+        assert!(d.flags().offload(), "every fragment carries the flag");
+    }
+    let mut got = None;
+    for d in &datagrams {
+        let datagram = Datagram::new_checked(&d[..]).unwrap();
+        if let Received::Frame { frame, offload, .. } = b.rx.open(datagram, Duration::ZERO).unwrap()
+        {
+            got = Some((frame.to_vec(), offload));
+        }
+    }
+    assert_eq!(got, Some((frame.clone(), true)));
+    // A small frame with offload goes whole, flag and all.
+    let small = eth_frame(200, 4);
+    let mut out = vec![0u8; a.tx.sealed_len(small.len()).unwrap()];
+    a.tx.seal_frame(&small, true, DEFAULT_HOPS, &mut out)
+        .unwrap();
+    let datagram = Datagram::new_checked(&out[..]).unwrap();
+    assert!(matches!(
+        b.rx.open(datagram, Duration::ZERO),
+        Ok(Received::Frame { offload: true, .. })
+    ));
+}
+
+#[test]
+fn fragments_of_one_frame_must_agree_on_the_offload_flag() {
+    let mut r = Reassembler::new(ReassemblyConfig::default());
+    let frame = eth_frame(1514, 5);
+    let piece = |index: u8| Fragment {
+        frame_id: 9,
+        frame_len: 1514,
+        index,
+        count: 2,
+        piece: &frame[usize::from(index) * 757..(usize::from(index) + 1) * 757],
+    };
+    assert_eq!(r.insert(&piece(0), 1, true, Duration::ZERO), Ok(None));
+    assert_eq!(
+        r.insert(&piece(1), 1, false, Duration::ZERO),
+        Err(ReassemblyError::Inconsistent { frame_id: 9 })
+    );
 }
 
 #[test]

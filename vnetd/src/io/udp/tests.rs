@@ -99,7 +99,12 @@ fn batches_larger_than_one_call_and_several_destinations() {
 fn check_segments(tx: &UdpSocket, rx: &UdpSocket) {
     let contents: Vec<u8> = (0..10_500).map(|i| byte(i % 251)).collect();
     let dest = rx.local_addr().unwrap();
-    assert_eq!(tx.send_segments(dest, &contents, 1000).unwrap(), 11);
+    let run = Run {
+        dest,
+        bytes: &contents,
+        stride: 1000,
+    };
+    assert_eq!(tx.send_runs(&[run]).unwrap(), 1);
     let mut slots = RecvBatch::new(32, 1500).unwrap();
     let got = receive(rx, &mut slots, 11);
     assert_eq!(got.len(), 11, "one datagram per segment");
@@ -150,7 +155,12 @@ fn long_runs_are_split_over_several_offload_sends() {
     // 150 segments: more than one UDP_SEGMENT send takes.
     let contents: Vec<u8> = (0..150 * 100).map(|i| byte(i / 100)).collect();
     let dest = rx.local_addr().unwrap();
-    assert_eq!(tx.send_segments(dest, &contents, 100).unwrap(), 150);
+    let run = Run {
+        dest,
+        bytes: &contents,
+        stride: 100,
+    };
+    assert_eq!(tx.send_runs(&[run]).unwrap(), 1);
     assert_eq!(tx.offloaded_sends(), 3, "64 + 64 + 22 segments");
     let mut slots = RecvBatch::new(64, 200).unwrap();
     let got = receive(&rx, &mut slots, 150);
@@ -162,17 +172,81 @@ fn long_runs_are_split_over_several_offload_sends() {
 }
 
 #[test]
+fn many_runs_go_in_one_call_and_receive_offload_merges_them_back() {
+    let tx = UdpSocket::bind(v4_loopback()).unwrap();
+    let rx = UdpSocket::bind_with(
+        v4_loopback(),
+        &UdpOptions {
+            gro: true,
+            ..UdpOptions::default()
+        },
+    )
+    .unwrap();
+    let dest = rx.local_addr().unwrap();
+    // Three frames: 5 datagrams of 1000 bytes and one of 300; a single datagram; 40 of 1400
+    // (more than 64 KiB: two offloaded messages).
+    let frames: Vec<(Vec<u8>, usize)> = vec![
+        ((0..5300).map(|i| byte(i / 1000)).collect(), 1000),
+        (vec![9; 200], 1000),
+        ((0..56_000).map(|i| byte(100 + i / 1400)).collect(), 1400),
+    ];
+    let runs: Vec<Run<'_>> = frames
+        .iter()
+        .map(|(bytes, stride)| Run {
+            dest,
+            bytes,
+            stride: *stride,
+        })
+        .collect();
+    assert_eq!(tx.send_runs(&runs).unwrap(), 3);
+    assert_eq!(tx.offloaded_sends(), 2, "the 6- and the 40-datagram runs");
+    let mut batch = RecvBatch::new(16, 65_536).unwrap();
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut merged = 0;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while got.len() < 6 + 1 + 40 && Instant::now() < deadline {
+        if rx.recv_batch(&mut batch).unwrap() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        merged += batch.iter().filter(|(m, _)| m.segment.is_some()).count();
+        got.extend(batch.datagrams().map(|(source, d)| {
+            assert_eq!(source, tx.local_addr().unwrap());
+            d.to_vec()
+        }));
+    }
+    let want: Vec<Vec<u8>> = frames
+        .iter()
+        .flat_map(|(bytes, stride)| bytes.chunks(*stride).map(<[u8]>::to_vec))
+        .collect();
+    assert_eq!(
+        got, want,
+        "every datagram, in order, split where it was cut"
+    );
+    assert!(merged > 0, "loopback hands offloaded sends over whole");
+}
+
+#[test]
 fn single_and_empty_runs() {
     let (tx, rx) = pair();
     let dest = rx.local_addr().unwrap();
-    assert_eq!(tx.send_segments(dest, &[], 1000).unwrap(), 0);
-    assert_eq!(tx.send_segments(dest, &[7; 300], 1000).unwrap(), 1);
+    let run = |bytes, stride| Run {
+        dest,
+        bytes,
+        stride,
+    };
+    assert_eq!(tx.send_runs(&[]).unwrap(), 0);
+    assert_eq!(
+        tx.send_runs(&[run(&[], 1000)]).unwrap(),
+        1,
+        "an empty run is sent"
+    );
+    assert_eq!(tx.send_runs(&[run(&[7; 300], 1000)]).unwrap(), 1);
     let mut slots = RecvBatch::new(4, 1500).unwrap();
     let got = receive(&rx, &mut slots, 1);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1, vec![7; 300]);
     for bad in [0, MAX_DATAGRAM + 1, 70_000] {
-        let err = tx.send_segments(dest, &[0; 10], bad).unwrap_err();
+        let err = tx.send_runs(&[run(&[0; 10], bad)]).unwrap_err();
         assert!(matches!(err, UdpError::BadSegmentSize { .. }), "{err}");
     }
 }
