@@ -90,8 +90,18 @@
 //!
 //! Through a link (group `link`, underlay MTU 1500, so a 1514-byte frame goes as two
 //! fragments and is reassembled), sealing takes 0.21 µs for a 64-byte frame and 1.41 µs for
-//! a 1514-byte one, opening 0.25 µs and 1.53 µs: 2.0 to 8.6 Gbit/s of frames per core, above
-//! the 1 Gbit/s the data path needs even at the smallest frames.
+//! a 1514-byte one, opening 0.25 µs and 1.53 µs: 2.0 to 8.6 Gbit/s of frames per core.
+//!
+//! **What it costs now.** With offloads (64 KiB super-frames, see [`crate::daemon`]) the
+//! MAC is the data path's largest cost: during a `bench dataplane` flow over a UDP fast
+//! path (5.2 Gbit/s), `perf record -a` put 41 % of the whole machine's CPU time in
+//! `sha2::sha256::x86::digest_blocks`, tagging at one end and checking at the other, against
+//! some 15 % for every copy together. A 1432-byte fragment takes 0.90 µs (1.6 GB/s) with
+//! HMAC-SHA-256, 0.48 µs with RustCrypto's AES-128-GMAC and 0.27 µs for ring's AES-128-GCM
+//! *encrypting* it (a throwaway benchmark, 2026-12-02, not kept). A nonce-based MAC would
+//! need sequence numbers that never restart for a key, also across a link deleted and added
+//! again within one session, where today's numbers restart from zero (harmless with a PRF:
+//! the receiver's window refuses what it saw).
 //!
 //! Every candidate but ChaCha20-Poly1305 tags a full-size frame at several Gbit/s per core,
 //! so the choice rests on robustness. GMAC and Poly1305 are one-time MACs: if a (key, nonce)
@@ -101,8 +111,7 @@
 //! inputs of several kilobytes, longer than our frames. HMAC-SHA-256 is a PRF (a nonce
 //! reuse only means a replay), the most studied MAC there is, hardware-accelerated on every
 //! x86 and ARM server of the last years, and as fast as the others on small frames. Without
-//! SHA-NI, SHA-256 in software runs at a few hundred MB/s (not measured here), still above
-//! the 1 Gbit/s per core the data path needs for full-size frames.
+//! SHA-NI, SHA-256 in software runs at a few hundred MB/s (not measured here).
 //!
 //! **Keys.** Each direction of each link, in each pair of sessions, has its own key
 //! ([`LinkKey::derive`]): HKDF-Expand-SHA-256 (RFC 5869) of the overlay key with, as info, a

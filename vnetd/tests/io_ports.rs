@@ -9,16 +9,21 @@
 //! fast tier.
 
 mod common;
-use common::Netns;
+use common::{tcp_stream, Netns};
 
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd as _;
 use std::os::unix::net::{SocketAddr as StdUnixAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vnetd::io::pcap::{PcapError, PcapPort};
 use vnetd::io::tap::{LinkSettings, Tap, TapError, MAX_FRAME};
 use vnetd::io::unix::{FrameBatch, UnixError, UnixPeer, UnixPort};
 use vnetd::model::Mac;
+use vnetd::offload::{Gso, Offload, VNET_HDR_LEN};
 
 const TAP_MAC: Mac = Mac([0x02, 0x56, 0x4e, 0x20, 0x00, 0x01]);
 const PEER_MAC: Mac = Mac([0x02, 0x56, 0x4e, 0x20, 0x00, 0x02]);
@@ -184,6 +189,173 @@ fn persistent_tap_refuses_what_it_may_not_attach_to() {
         Tap::open_or_create_persistent(Some(Path::new("/run/netns/vnio-none")), "vnpt0", false)
             .unwrap_err();
     assert!(matches!(err, TapError::OpenNetns { .. }), "{err}");
+}
+
+/// What a [`Wire`] saw of the frames read from its first TAP.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Frames read.
+    frames: usize,
+    /// Of them, TCP super-frames (GSO TCP/IPv4 with a segment size).
+    gso: usize,
+    /// Of them, frames whose checksum was left to do.
+    needs_csum: usize,
+    /// The longest frame (Ethernet, without the virtio-net header).
+    longest: usize,
+    /// Frames whose source MAC was not where the TAP's mode puts it (a virtio-net header
+    /// where none should be, or none where one should be).
+    misplaced: usize,
+    /// Frames whose virtio-net header did not parse.
+    bad_headers: usize,
+}
+
+/// A wire between two TAPs of the same mode: a thread moves every frame read from one into
+/// the other (with its virtio-net header as it came, if they have offloads) until dropped or
+/// [finished](Wire::finish), and counts what it read from the first.
+struct Wire {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(Tap, Tap, Seen)>>,
+}
+
+impl Wire {
+    fn new(a: Tap, b: Tap, a_mac: Mac) -> Wire {
+        assert_eq!(a.has_offloads(), b.has_offloads(), "one mode for both");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut seen = Seen::default();
+            let mut buf = vec![0u8; VNET_HDR_LEN + MAX_FRAME];
+            let hdr = if a.has_offloads() { VNET_HDR_LEN } else { 0 };
+            while !flag.load(Ordering::Relaxed) {
+                let mut fds = [a.as_raw_fd(), b.as_raw_fd()].map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                // SAFETY: two valid pollfds.
+                unsafe { libc::poll(fds.as_mut_ptr(), 2, 10) };
+                for (from, to) in [(&a, &b), (&b, &a)] {
+                    loop {
+                        let n = match from.read_frame(&mut buf) {
+                            Ok(n) => n,
+                            Err(TapError::WouldBlock) => break,
+                            Err(e) => panic!("read {}: {e}", from.name()),
+                        };
+                        assert!(n >= hdr + 14, "{n}-byte read from {}", from.name());
+                        if std::ptr::eq(from, &a) {
+                            seen.frames += 1;
+                            seen.longest = seen.longest.max(n - hdr);
+                            seen.misplaced += usize::from(buf[hdr + 6..hdr + 12] != a_mac.0);
+                            if hdr > 0 {
+                                match Offload::from_vnet_hdr(&buf[..hdr]) {
+                                    Ok(o) => {
+                                        let tso = o.gso == Gso::Tcp4 && o.gso_size > 0;
+                                        seen.gso += usize::from(tso);
+                                        seen.needs_csum += usize::from(o.needs_csum);
+                                    }
+                                    Err(_) => seen.bad_headers += 1,
+                                }
+                            }
+                        }
+                        // A frame the other side cannot take now is lost, as on a wire.
+                        let _ = to.write_with_header(&buf[..hdr], &buf[hdr..n]);
+                    }
+                }
+            }
+            (a, b, seen)
+        });
+        Wire {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the wire; its TAPs and what it saw.
+    fn finish(mut self) -> (Tap, Tap, Seen) {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take().expect("running");
+        thread.join().expect("wire thread")
+    }
+}
+
+impl Drop for Wire {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root: creates network namespaces"]
+fn persistent_tap_with_offloads_hands_over_tcp_super_frames_and_without_them_plain_frames() {
+    const A_MAC: Mac = TAP_MAC;
+    const B_MAC: Mac = PEER_MAC;
+    const B_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 82, 0, 2), 7000));
+    let a = Netns::tagged("oa");
+    let b = Netns::tagged("ob");
+    let open = |offloads: bool| {
+        let mut taps = Vec::new();
+        for (ns, name, mac) in [(&a, "vnoa0", A_MAC), (&b, "vnob0", B_MAC)] {
+            let (tap, existed) =
+                Tap::open_or_create_persistent(Some(&ns.path), name, offloads).unwrap();
+            assert_eq!(tap.has_offloads(), offloads);
+            tap.configure(&LinkSettings {
+                mac: Some(mac),
+                mtu: Some(1500),
+                up: Some(true),
+            })
+            .unwrap();
+            taps.push((tap, existed));
+        }
+        let (b, b_existed) = taps.pop().unwrap();
+        let (a, a_existed) = taps.pop().unwrap();
+        assert_eq!(a_existed, b_existed);
+        (a, b, a_existed)
+    };
+
+    // With offloads, the interface announces checksum and segmentation offload, and a TCP
+    // stream from a's stack to b's comes out of the TAP as super-frames behind their
+    // headers; written into b's TAP as they are, b's stack takes them.
+    let (tap_a, tap_b, existed) = open(true);
+    assert!(!existed);
+    a.ip(&["addr", "add", "10.82.0.1/24", "dev", "vnoa0"])
+        .unwrap();
+    b.ip(&["addr", "add", "10.82.0.2/24", "dev", "vnob0"])
+        .unwrap();
+    assert!(
+        a.tso("vnoa0") && a.tx_checksum("vnoa0"),
+        "offloads announced"
+    );
+    let wire = Wire::new(tap_a, tap_b, A_MAC);
+    let took = tcp_stream(&a, &b, B_ADDR, 4 << 20);
+    let (tap_a, tap_b, seen) = wire.finish();
+    eprintln!("with offloads: 4 MiB in {took:?}, {seen:?}");
+    assert_eq!((seen.misplaced, seen.bad_headers), (0, 0), "{seen:?}");
+    assert!(seen.gso > 0, "no TCP super-frame: {seen:?}");
+    assert!(seen.longest > 1514, "{seen:?}");
+    assert!(seen.needs_csum > 0, "{seen:?}");
+
+    // Re-opened without offloads: the interface's offloads are cleared, and the same stream
+    // comes out as plain frames of at most 1514 bytes with no header before them.
+    drop((tap_a, tap_b));
+    let (tap_a, tap_b, existed) = open(false);
+    assert!(existed, "re-attached");
+    assert!(
+        !a.tso("vnoa0") && !a.tx_checksum("vnoa0"),
+        "offloads still announced"
+    );
+    let wire = Wire::new(tap_a, tap_b, A_MAC);
+    let took = tcp_stream(&a, &b, B_ADDR, 1 << 20);
+    let (tap_a, tap_b, seen) = wire.finish();
+    eprintln!("without offloads: 1 MiB in {took:?}, {seen:?}");
+    assert_eq!(seen.misplaced, 0, "a header before plain frames: {seen:?}");
+    assert!(seen.frames > (1 << 20) / 1514, "{seen:?}");
+    assert!(seen.longest <= 1514, "{seen:?}");
+    tap_a.remove().unwrap();
+    tap_b.remove().unwrap();
+    assert!(a.ip(&["link", "show", "vnoa0"]).is_err(), "gone");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -30,12 +30,13 @@ struct State {
 
 impl State {
     fn deliver(&mut self, bytes: &[u8]) {
-        let Ok(datagram) = Datagram::new_checked(bytes) else {
+        let mut bytes = bytes.to_vec();
+        let Ok(datagram) = Datagram::new_checked(&mut bytes[..]) else {
             return;
         };
-        let _ = open_hello(&self.local, datagram);
+        let _ = open_hello(&self.local, datagram.as_shared());
         match self.rx.open(datagram, self.now) {
-            Ok(Received::Frame { frame, hops }) => {
+            Ok(Received::Frame { frame, hops, .. }) => {
                 std::hint::black_box((frame.len(), hops));
             }
             Ok(other) => {

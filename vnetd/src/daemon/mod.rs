@@ -285,6 +285,9 @@ struct Plane {
     link_slots: BTreeMap<Name, usize>,
     /// A peer's session id (current or previous) to its link slot.
     sessions: HashMap<u64, usize, RandomState>,
+    /// The next sequence number of each link deleted in this session: one added again to
+    /// the same peer goes on from there, never reusing a nonce of the same keys.
+    spent_seqs: BTreeMap<Name, u64>,
     ports: Vec<Option<Port>>,
     port_slots: BTreeMap<Name, usize>,
     outbox: Outbox,
@@ -426,6 +429,7 @@ impl Daemon {
             links: Vec::new(),
             link_slots: BTreeMap::new(),
             sessions: HashMap::with_hasher(RandomState::default()),
+            spent_seqs: BTreeMap::new(),
             ports: Vec::new(),
             port_slots: BTreeMap::new(),
             outbox: Outbox::new(),
@@ -766,7 +770,7 @@ impl Daemon {
                 .and_then(|l| l.tcp.as_mut())
                 .map(|conn| conn.next_record(&mut record));
             match next {
-                Some(Ok(true)) => self.record(slot, &record, now),
+                Some(Ok(true)) => self.record(slot, &mut record, now),
                 Some(Ok(false)) | None => break,
                 Some(Err(_)) => {
                     count(&mut self.plane.drops, "malformed-stream");
@@ -782,10 +786,10 @@ impl Daemon {
     }
 
     /// One record of link `slot`'s TCP connection.
-    fn record(&mut self, slot: usize, bytes: &[u8], now: Duration) {
+    fn record(&mut self, slot: usize, bytes: &mut [u8], now: Duration) {
         match Datagram::new_checked(bytes) {
             Ok(d) if d.msg_type() == MessageType::Hello => {
-                self.hello(None, d, now, Some(slot));
+                self.hello(None, d.as_shared(), now, Some(slot));
             }
             Ok(d) => self.link_datagram(slot, None, d, now),
             Err(_) => count(&mut self.plane.drops, "malformed"),
@@ -829,7 +833,7 @@ impl Daemon {
                 (Some(slot), Some(link)) if link.kind == LinkKind::Tcp => {
                     link.tcp = Some(conn);
                     link.peer.transport_connected(now);
-                    self.record(slot, &record, now);
+                    self.record(slot, &mut record, now);
                     self.record = record;
                     // The rest of what it had buffered.
                     self.link_tcp(slot, false, false, now);
@@ -855,7 +859,7 @@ impl Daemon {
                     for _ in batch.iter().filter(|(meta, _)| meta.truncated) {
                         count(&mut self.plane.drops, "truncated");
                     }
-                    for (source, bytes) in batch.datagrams() {
+                    for (source, bytes) in batch.datagrams_mut() {
                         self.datagram(source, bytes, now);
                     }
                     self.plane.flush();
@@ -870,13 +874,13 @@ impl Daemon {
     }
 
     /// One datagram from `source`.
-    fn datagram(&mut self, source: SocketAddr, bytes: &[u8], now: Duration) {
+    fn datagram(&mut self, source: SocketAddr, bytes: &mut [u8], now: Duration) {
         let datagram = match Datagram::new_checked(bytes) {
             Ok(d) => d,
             Err(_) => return count(&mut self.plane.drops, "malformed"),
         };
         if datagram.msg_type() == MessageType::Hello {
-            self.hello(Some(source), datagram, now, None);
+            self.hello(Some(source), datagram.as_shared(), now, None);
             return;
         }
         let raw = datagram.raw_session();
@@ -904,7 +908,7 @@ impl Daemon {
         &mut self,
         slot: usize,
         source: Option<SocketAddr>,
-        datagram: Datagram<&[u8]>,
+        datagram: Datagram<&mut [u8]>,
         now: Duration,
     ) {
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -1344,7 +1348,11 @@ impl Daemon {
             LinkKind::Udp => self.plane.max_datagram,
             LinkKind::Tcp => crate::wire::MAX_DATAGRAM,
         };
-        let tx = LinkTx::new(&self.plane.local, &peer, max_datagram).map_err(|e| e.to_string())?;
+        let mut tx =
+            LinkTx::new(&self.plane.local, &peer, max_datagram).map_err(|e| e.to_string())?;
+        if let Some(&seq) = self.plane.spent_seqs.get(&peer) {
+            tx.continue_from(seq);
+        }
         // Peers with offloads send super-frames of up to 64 KiB; plain frames over
         // DEFAULT_MAX_FRAME_LEN are dropped after reassembly (`link_datagram`).
         let reassembly = ReassemblyConfig {
@@ -1404,6 +1412,9 @@ impl Daemon {
             return Ok(Some(format!("there was no link to {peer}")));
         };
         if let Some(link) = self.plane.links[slot].take() {
+            self.plane
+                .spent_seqs
+                .insert(peer.clone(), link.tx.next_seq());
             for session in link.sessions.into_iter().flatten() {
                 self.plane.sessions.remove(&session);
             }

@@ -17,7 +17,7 @@
 //!   same datagrams go one by one instead, with the same result on the wire;
 //! - **receive offload** ([`UdpOptions::gro`], `UDP_GRO`): the kernel may hand over several
 //!   datagrams of one sender, all of one size but the last, in one buffer;
-//!   [`RecvMeta::segment`] tells their size, and [`RecvBatch::datagrams`] splits them;
+//!   [`RecvMeta::segment`] tells their size, and [`RecvBatch::datagrams_mut`] splits them;
 //! - **don't fragment** by default ([`PathMtuDiscovery::Do`]), and socket buffer sizes.
 //!
 //! No call blocks or allocates. "Nothing to receive" is `Ok(0)`; "no room to send" is a
@@ -218,7 +218,7 @@ pub struct RecvMeta {
     /// It was longer than its slot: only the slot's bytes were kept.
     pub truncated: bool,
     /// With receive offload: the buffer holds several datagrams of this size, back to back,
-    /// the last possibly shorter (split them with [`RecvBatch::datagrams`]).
+    /// the last possibly shorter (split them with [`RecvBatch::datagrams_mut`]).
     pub segment: Option<usize>,
 }
 
@@ -303,14 +303,20 @@ impl RecvBatch {
         (0..self.len).filter_map(move |i| self.get(i))
     }
 
-    /// The datagrams of the last receive, in arrival order, each with its source: the
-    /// buffers receive offload merged are split again. Truncated buffers are left out.
-    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
-        self.iter()
-            .filter(|(meta, _)| !meta.truncated)
-            .flat_map(|(meta, bytes)| {
+    /// The datagrams of the last receive, in arrival order, each with its source, writable
+    /// (to decrypt them in place): the buffers receive offload merged are split again.
+    /// Truncated buffers are left out.
+    pub fn datagrams_mut(&mut self) -> impl Iterator<Item = (SocketAddr, &mut [u8])> + '_ {
+        let slot_size = self.slot_size;
+        let metas = &self.meta[..self.len];
+        self.buf
+            .chunks_mut(slot_size)
+            .zip(metas)
+            .filter(|(_, meta)| !meta.truncated)
+            .flat_map(move |(slot, meta)| {
+                let bytes = &mut slot[..meta.len.min(slot_size)];
                 let size = meta.segment.unwrap_or(bytes.len()).max(1);
-                bytes.chunks(size).map(move |d| (meta.source, d))
+                bytes.chunks_mut(size).map(|d| (meta.source, d))
             })
     }
 

@@ -1,5 +1,5 @@
 //! Keys, sessions and tags: the overlay's pre-shared key, session ids, and the per-direction
-//! link keys derived from them.
+//! link keys derived from them, which encrypt and authenticate datagrams.
 
 use std::fmt;
 use std::num::NonZeroU64;
@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_128_GCM, NONCE_LEN};
 use sha2::Sha256;
 
 use crate::model::Name;
@@ -134,14 +135,16 @@ impl fmt::Debug for SessionId {
     }
 }
 
-/// The key that authenticates one direction of one link in one pair of sessions:
-/// HKDF-Expand-SHA-256 (RFC 5869) with the overlay key as the pseudo-random key and, as info,
-/// a label, the sender's session and name and the receiver's session (zero for a hello,
-/// which is sent before the sender knows it) and name.
+/// The key that protects one direction of one link in one pair of sessions: an AES-128-GCM
+/// key (ring's implementation), derived with HKDF-Expand-SHA-256 (RFC 5869) with the overlay
+/// key as the pseudo-random key and, as info, a label, the sender's session and name and the
+/// receiver's session (zero for a hello, which is sent before the sender knows it) and name.
+///
+/// The nonce of a datagram is its sequence number (see [`crate::wire`], "Authentication"),
+/// which the caller must never use twice with one key.
 #[derive(Clone)]
 pub struct LinkKey {
-    /// HMAC state with the key already absorbed (inner and outer pads), cloned per datagram.
-    mac: HmacSha256,
+    aead: LessSafeKey,
 }
 
 impl fmt::Debug for LinkKey {
@@ -152,7 +155,7 @@ impl fmt::Debug for LinkKey {
 }
 
 /// The label that makes the derivation specific to this protocol and version.
-const KEY_LABEL: &[u8] = b"vnetd link v1";
+const KEY_LABEL: &[u8] = b"vnetd link v2";
 
 /// An HMAC-SHA-256 instance keyed with `key` (at most 64 bytes). HMAC pads a key shorter
 /// than the hash's block with zeros, so padding it here changes nothing and needs no
@@ -161,6 +164,13 @@ fn hmac_with(key: &[u8; 32]) -> HmacSha256 {
     let mut block = [0u8; 64];
     block[..32].copy_from_slice(key);
     <HmacSha256 as Mac>::new(&block.into())
+}
+
+/// The 96-bit nonce of sequence number `seq`: four zero bytes, then `seq` big-endian.
+fn nonce(seq: u64) -> Nonce {
+    let mut bytes = [0u8; NONCE_LEN];
+    bytes[4..].copy_from_slice(&seq.to_be_bytes());
+    Nonce::assume_unique_for_key(bytes)
 }
 
 impl LinkKey {
@@ -183,29 +193,38 @@ impl LinkKey {
         }
         prk.update(&[1]); // HKDF-Expand's block counter: one block of 32 bytes.
         let okm: [u8; 32] = prk.finalize().into_bytes().into();
-        LinkKey {
-            mac: hmac_with(&okm),
-        }
+        // 16 bytes is AES-128's key length: `new` cannot fail.
+        let aead = UnboundKey::new(&AES_128_GCM, &okm[..16])
+            .map(LessSafeKey::new)
+            .unwrap_or_else(|_| unreachable!("AES-128 takes a 16-byte key"));
+        LinkKey { aead }
     }
 
-    /// The tag of `authenticated` (a datagram's header and payload).
-    pub fn tag(&self, authenticated: &[u8]) -> [u8; TAG_LEN] {
-        let mut mac = self.mac.clone();
-        mac.update(authenticated);
-        let full = mac.finalize().into_bytes();
+    /// Encrypts `payload` in place, authenticating it with `header` too, for sequence
+    /// number `seq`; returns the tag. An empty `payload` makes it a MAC of `header` alone
+    /// (hellos, which must stay readable).
+    pub fn seal(&self, seq: u64, header: &[u8], payload: &mut [u8]) -> [u8; TAG_LEN] {
         let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&full[..TAG_LEN]);
+        // Sealing fails only for inputs longer than GCM takes (64 GiB); a datagram is not.
+        if let Ok(t) = self
+            .aead
+            .seal_in_place_separate_tag(nonce(seq), Aad::from(header), payload)
+        {
+            tag.copy_from_slice(t.as_ref());
+        }
         tag
     }
 
-    /// Whether `tag` is the tag of `authenticated`, compared in constant time.
-    pub fn verify(&self, authenticated: &[u8], tag: &[u8]) -> bool {
-        if tag.len() != TAG_LEN {
+    /// Checks `tag` over `header` and the encrypted `payload` for sequence number `seq` and,
+    /// if it is right, decrypts `payload` in place: whether it was. On a wrong tag `payload`
+    /// is left scrambled (the datagram is to be dropped anyway).
+    pub fn open(&self, seq: u64, header: &[u8], payload: &mut [u8], tag: &[u8]) -> bool {
+        let Ok(tag) = Tag::try_from(tag) else {
             return false;
-        }
-        let mut mac = self.mac.clone();
-        mac.update(authenticated);
-        mac.verify_truncated_left(tag).is_ok()
+        };
+        self.aead
+            .open_in_place_separate_tag(nonce(seq), Aad::from(header), tag, payload, 0..)
+            .is_ok()
     }
 }
 
@@ -260,8 +279,15 @@ mod tests {
         let (a, b, c) = (name("a"), name("b"), name("c"));
         let s1 = SessionId::new(1).unwrap();
         let s2 = SessionId::new(2).unwrap();
-        let data = b"header and payload";
-        let base = LinkKey::derive(&overlay, (&a, s1), (&b, Some(s2))).tag(data);
+        let (header, payload) = (b"header", b"and payload");
+        let seal = |key: &LinkKey, seq| {
+            let mut p = *payload;
+            let tag = key.seal(seq, header, &mut p);
+            (p, tag)
+        };
+        let key = LinkKey::derive(&overlay, (&a, s1), (&b, Some(s2)));
+        let base = seal(&key, 7);
+        assert_ne!(&base.0, payload, "the payload is encrypted");
         let variants = [
             LinkKey::derive(&OverlayKey::from_bytes([4; 32]), (&a, s1), (&b, Some(s2))),
             LinkKey::derive(&overlay, (&b, s1), (&a, Some(s2))),
@@ -270,12 +296,25 @@ mod tests {
             LinkKey::derive(&overlay, (&a, s1), (&b, None)),
             LinkKey::derive(&overlay, (&a, s1), (&c, Some(s2))),
         ];
-        for key in &variants {
-            assert_ne!(key.tag(data), base);
+        for other in &variants {
+            assert_ne!(seal(other, 7), base);
         }
-        let key = LinkKey::derive(&overlay, (&a, s1), (&b, Some(s2)));
-        assert!(key.verify(data, &base));
-        assert!(!key.verify(data, &base[..15]));
-        assert!(!key.verify(b"header and payloaD", &base));
+        assert_ne!(
+            seal(&key, 8),
+            base,
+            "another sequence number, another nonce"
+        );
+        let open = |seq, header: &[u8], tag: &[u8]| {
+            let mut p = base.0;
+            key.open(seq, header, &mut p, tag).then_some(p)
+        };
+        assert_eq!(open(7, header, &base.1), Some(*payload));
+        assert_eq!(open(7, header, &base.1[..15]), None);
+        assert_eq!(open(8, header, &base.1), None);
+        assert_eq!(open(7, b"headeR", &base.1), None);
+        // A MAC of the header alone, as hellos have.
+        let tag = key.seal(9, b"hello", &mut []);
+        assert!(key.open(9, b"hello", &mut [], &tag));
+        assert!(!key.open(9, b"hellO", &mut [], &tag));
     }
 }

@@ -288,6 +288,14 @@ impl LinkTx {
         self.next_seq
     }
 
+    /// Goes on from sequence number `seq` if it is later than the next one: for a link to
+    /// the same peer in the same session, deleted and added again, whose keys are the same
+    /// and whose sequence numbers (the nonces) must therefore carry on where the old link
+    /// stopped (see "Authentication" in [`crate::wire`]).
+    pub fn continue_from(&mut self, seq: u64) {
+        self.next_seq = self.next_seq.max(seq);
+    }
+
     /// How many bytes [`LinkTx::seal_frame`] needs for a `frame_len`-byte frame.
     ///
     /// # Errors
@@ -508,8 +516,14 @@ fn seal(
         receiver_hint: id.receiver_hint,
     });
     message.emit(datagram.payload_mut())?;
-    let (authenticated, tag) = datagram.authenticated_and_tag_mut();
-    tag.copy_from_slice(&id.key.tag(authenticated));
+    if message.msg_type() == MessageType::Hello {
+        // Readable by any member: authenticated, not encrypted.
+        let (authenticated, tag) = datagram.authenticated_and_tag_mut();
+        tag.copy_from_slice(&id.key.seal(seq, authenticated, &mut []));
+    } else {
+        let (header, payload, tag) = datagram.parts_mut();
+        tag.copy_from_slice(&id.key.seal(seq, header, payload));
+    }
     Ok(len)
 }
 
@@ -560,7 +574,12 @@ pub fn open_hello(local: &Local, datagram: Datagram<&[u8]>) -> Result<Hello, RxE
         (&hello.name, header.session),
         (&local.name, None),
     );
-    if !key.verify(datagram.authenticated(), datagram.tag()) {
+    if !key.open(
+        datagram.seq(),
+        datagram.authenticated(),
+        &mut [],
+        datagram.tag(),
+    ) {
         return Err(RxError::BadTag);
     }
     Ok(Hello {
@@ -730,12 +749,12 @@ impl LinkRx {
     /// afterwards (a malformed payload, a fragment error).
     pub fn open<'a>(
         &'a mut self,
-        datagram: Datagram<&'a [u8]>,
+        datagram: Datagram<&'a mut [u8]>,
         now: Duration,
     ) -> Result<Received<'a>, RxError> {
         let header = Header::parse(&datagram)?;
         if header.msg_type == MessageType::Hello {
-            let hello = open_hello(&self.local, datagram)?;
+            let hello = open_hello(&self.local, datagram.as_shared())?;
             return Ok(Received::Hello(self.accept_hello(&hello)?));
         }
         let current = self.current.as_ref().ok_or(RxError::UnknownSession)?;
@@ -752,12 +771,14 @@ impl LinkRx {
             return Err(RxError::WrongReceiver);
         }
         self.window.check(header.seq)?;
-        if !current.key.verify(datagram.authenticated(), datagram.tag()) {
+        let datagram_len = u16::try_from(datagram.as_shared().as_bytes().len()).unwrap_or(u16::MAX);
+        let (head, payload, tag) = datagram.into_parts();
+        if !current.key.open(header.seq, head, payload, tag) {
             return Err(RxError::BadTag);
         }
         self.window.commit(header.seq);
         let max_frame_len = self.reassembly.config().max_frame_len;
-        match Message::parse(header.msg_type, datagram.into_payload())? {
+        match Message::parse(header.msg_type, payload)? {
             Message::Frame(frame) if frame.len() > max_frame_len => Err(RxError::FrameTooLong {
                 len: frame.len(),
                 max: max_frame_len,
@@ -783,7 +804,7 @@ impl LinkRx {
             }
             Message::Keepalive { sent_at, .. } => Ok(Received::Keepalive {
                 sent_at,
-                probe_len: u16::try_from(datagram.as_bytes().len()).unwrap_or(u16::MAX),
+                probe_len: datagram_len,
             }),
             Message::KeepaliveEcho { sent_at, probe_len } => {
                 Ok(Received::KeepaliveEcho { sent_at, probe_len })

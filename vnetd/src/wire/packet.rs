@@ -366,6 +366,26 @@ impl<'a> Datagram<&'a [u8]> {
     }
 }
 
+impl<'a> Datagram<&'a mut [u8]> {
+    /// The same datagram, read-only.
+    pub fn as_shared(&self) -> Datagram<&[u8]> {
+        Datagram::new_unchecked(&*self.buffer)
+    }
+
+    /// Header, payload (writable, to decrypt it in place) and tag, borrowed for as long as
+    /// the buffer is.
+    ///
+    /// # Panics
+    /// If the buffer is shorter than the datagram its header declares (not after
+    /// [`Datagram::new_checked`]).
+    pub fn into_parts(self) -> (&'a [u8], &'a mut [u8], &'a [u8]) {
+        let end = HEADER_LEN + usize::from(self.payload_len());
+        let (header, rest) = self.buffer.split_at_mut(HEADER_LEN);
+        let (payload, rest) = rest.split_at_mut(end - HEADER_LEN);
+        (header, payload, &rest[..TAG_LEN])
+    }
+}
+
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Datagram<T> {
     /// Writes a whole header: version 1 and the given fields.
     ///
@@ -390,6 +410,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Datagram<T> {
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = HEADER_LEN + usize::from(self.payload_len());
         &mut self.buffer.as_mut()[HEADER_LEN..end]
+    }
+
+    /// Header, payload (to encrypt it in place) and tag (to write it).
+    ///
+    /// # Panics
+    /// If the buffer is shorter than the datagram its header declares.
+    pub fn parts_mut(&mut self) -> (&[u8], &mut [u8], &mut [u8]) {
+        let end = HEADER_LEN + usize::from(self.payload_len());
+        let (header, rest) = self.buffer.as_mut().split_at_mut(HEADER_LEN);
+        let (payload, rest) = rest.split_at_mut(end - HEADER_LEN);
+        (header, payload, &mut rest[..TAG_LEN])
     }
 
     /// Header and payload, for computing the tag, and the tag, for writing it.

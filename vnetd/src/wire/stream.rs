@@ -55,12 +55,13 @@ impl StreamDecoder {
     }
 
     /// The next complete record, or `None` until more bytes are pushed. The record's header
-    /// is checked ([`Datagram::new_checked`] holds for it); authenticate it as a datagram.
+    /// is checked ([`Datagram::new_checked`] holds for it); open it as a datagram (writable,
+    /// to decrypt it in place).
     ///
     /// # Errors
     /// The [`ParseError`] of a bad header, or [`ParseError::Oversized`]; the decoder has failed
     /// then.
-    pub fn pop(&mut self) -> Result<Option<Datagram<&[u8]>>, ParseError> {
+    pub fn pop(&mut self) -> Result<Option<Datagram<&mut [u8]>>, ParseError> {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
@@ -92,7 +93,7 @@ impl StreamDecoder {
         if pending.len() < total {
             return Ok(None);
         }
-        let record = &self.buf[self.start..self.start + total];
+        let record = &mut self.buf[self.start..self.start + total];
         self.start += total;
         Ok(Some(Datagram::new_unchecked(record)))
     }

@@ -4,8 +4,12 @@
 #![allow(dead_code)] // Each test file uses a part of it.
 
 use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
 
@@ -107,6 +111,39 @@ impl Netns {
             f()
         })
     }
+
+    /// Whether interface `ifname` of the namespace has TCP segmentation offload on (its
+    /// `tcp-segmentation-offload` feature, as `ethtool -k` shows it; `ETHTOOL_GTSO`).
+    pub fn tso(&self, ifname: &str) -> bool {
+        const ETHTOOL_GTSO: u32 = 0x1e;
+        self.ethtool(ifname, ETHTOOL_GTSO, 0) != 0
+    }
+
+    /// Whether interface `ifname` of the namespace has transmit checksum offload on
+    /// (`ETHTOOL_GTXCSUM`).
+    pub fn tx_checksum(&self, ifname: &str) -> bool {
+        const ETHTOOL_GTXCSUM: u32 = 0x16;
+        self.ethtool(ifname, ETHTOOL_GTXCSUM, 0) != 0
+    }
+
+    /// Turns transmit checksum offload of interface `ifname` of the namespace on or off, as
+    /// `ethtool -K IF tx on|off` does (`ETHTOOL_STXCSUM`); off, the kernel turns
+    /// segmentation offload off too, since it needs checksum offload.
+    pub fn set_tx_checksum(&self, ifname: &str, on: bool) {
+        const ETHTOOL_STXCSUM: u32 = 0x17;
+        self.ethtool(ifname, ETHTOOL_STXCSUM, u32::from(on));
+    }
+
+    /// A legacy `ETHTOOL_*` command with a `struct ethtool_value` (`SIOCETHTOOL`), run from
+    /// inside the namespace; the value it leaves.
+    fn ethtool(&self, ifname: &str, cmd: u32, data: u32) -> u32 {
+        let name = ifname.to_owned();
+        self.thread(move || {
+            ethtool(&name, cmd, data).unwrap_or_else(|e| panic!("ethtool {cmd:#x} {name}: {e}"))
+        })
+        .join()
+        .expect("ethtool thread")
+    }
 }
 
 impl Drop for Netns {
@@ -115,4 +152,93 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .status();
     }
+}
+
+/// `struct ethtool_value`.
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+fn ethtool(ifname: &str, cmd: u32, data: u32) -> std::io::Result<u32> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    assert!(ifname.len() < libc::IFNAMSIZ, "interface name too long");
+    let mut value = EthtoolValue { cmd, data };
+    // SAFETY: `ifreq` is plain data (a name and a union of plain data and a pointer); all
+    // zeros is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in req.ifr_name.iter_mut().zip(ifname.bytes()) {
+        *to = libc::c_char::from_ne_bytes([from]);
+    }
+    req.ifr_ifru.ifru_data = std::ptr::addr_of_mut!(value).cast();
+    // SAFETY: plain socket(2) call; the descriptor is owned below.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: SIOCETHTOOL reads the name from `req`, and the command from (and, for a
+    // query, the answer into) the `ethtool_value` its data pointer points to; both live
+    // until the call returns.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(value.data)
+}
+
+/// Sends `len` bytes over one TCP connection from namespace `from` to `to_addr`, listened on
+/// in namespace `to`, and checks that every byte arrives, in order; how long it took, from
+/// the connection to the last byte read.
+pub fn tcp_stream(from: &Netns, to: &Netns, to_addr: SocketAddr, len: usize) -> Duration {
+    let data: Arc<Vec<u8>> = Arc::new(
+        (0..len)
+            .map(|i| u8::try_from((i * 7 + i / 251) % 251).expect("< 251"))
+            .collect(),
+    );
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let receiver = to.thread(move || {
+        let listener = TcpListener::bind(to_addr).expect("listen");
+        ready_tx.send(()).expect("ready");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "no connection within 5 s");
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        conn.set_nonblocking(false).expect("blocking");
+        conn.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut got = Vec::with_capacity(len);
+        conn.read_to_end(&mut got).expect("read the stream");
+        got
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("listener ready");
+    let sent = Arc::clone(&data);
+    let start = Instant::now();
+    from.thread(move || {
+        let mut conn =
+            TcpStream::connect_timeout(&to_addr, Duration::from_secs(3)).expect("connect");
+        conn.set_write_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        conn.write_all(&sent).expect("write the stream");
+        conn.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    })
+    .join()
+    .expect("sender");
+    let got = receiver.join().expect("receiver");
+    let took = start.elapsed();
+    assert_eq!(got.len(), data.len(), "bytes received to {to_addr}");
+    assert!(got == *data, "the stream to {to_addr} arrived corrupted");
+    took
 }

@@ -209,7 +209,7 @@ fn many_runs_go_in_one_call_and_receive_offload_merges_them_back() {
             std::thread::sleep(Duration::from_millis(1));
         }
         merged += batch.iter().filter(|(m, _)| m.segment.is_some()).count();
-        got.extend(batch.datagrams().map(|(source, d)| {
+        got.extend(batch.datagrams_mut().map(|(source, d)| {
             assert_eq!(source, tx.local_addr().unwrap());
             d.to_vec()
         }));
