@@ -22,7 +22,8 @@
 //!     20     2  payload length
 //!     22     2  receiver hint    low 16 bits of the receiver session the datagram is keyed for
 //!     24     n  payload
-//!   24+n    16  tag              HMAC-SHA-256(link key, bytes 0..24+n), first 16 bytes
+//!   24+n    16  tag              AES-128-GCM's tag (link key, nonce = sequence number) over
+//!                                the header and the payload, which is encrypted (but in a hello)
 //! ```
 //!
 //! The header is 24 bytes and the tag 16, so a datagram costs 40 bytes inside UDP over the
@@ -67,65 +68,74 @@
 //! no budget. Since every link re-seals the datagram with its own key, the budget is
 //! authenticated hop by hop. Hellos and keepalives carry 1.
 //!
-//! # Authentication
+//! # Encryption and authentication
 //!
-//! Every datagram carries a 16-byte tag, HMAC-SHA-256 truncated to its first 128 bits (as
-//! IPsec's AH and ESP do with HMAC-SHA-256-128, RFC 4868), over header and payload. There is
-//! no encryption: the issue compares vnetd with tinc with its cipher off, and guests that
-//! want confidentiality use TLS or SSH as on any LAN. The comparison is constant-time.
+//! Every datagram but a hello is AES-128-GCM (ring's implementation): the payload encrypted
+//! in place, the 24-byte header authenticated with it, and the 16-byte GCM tag at the end.
+//! A hello is authenticated only (its header and payload are GCM's additional data, nothing
+//! is encrypted), since its receiver needs the sender's name from the payload to derive the
+//! key. The tag is checked in constant time, before anything of the payload is used.
 //!
-//! The MAC was picked by measurement (`cargo bench -p vnetd --bench wire`, group `mac`: one
-//! core of this project's 2-core AMD EPYC machine, which has AES-NI, SHA-NI and AVX2, shared
-//! with other work, so figures vary by some 10 %; input is header plus frame, 88 and 1538
-//! bytes):
+//! **The nonce** is the datagram's sequence number: four zero bytes, then the 8-byte number
+//! of the header. GCM must never see one nonce twice under one key, and here it does not:
+//! - a key belongs to one direction of one link in one pair of sessions (below), and a
+//!   sender's sequence numbers for a peer only grow: never reused, never wrapped
+//!   ([`TxError::SequenceExhausted`]), also across a link deleted and added again to the
+//!   same peer within one session ([`LinkTx::continue_from`]: the daemon remembers where the
+//!   old link stopped);
+//! - a restarted daemon has a new session id ([`SessionId::starting_at`]: later than the one
+//!   it remembers, and otherwise its clock in microseconds with 12 random bits), hence new
+//!   keys. Only a daemon that lost its state directory, with a clock stepped back to the
+//!   very microsecond of an earlier run, and the same 12 random bits, toward a peer still in
+//!   the same session as then, could repeat a key; with HMAC that would have been a replay,
+//!   with GCM it would let whoever saw both datagrams forge on that link.
+//!
+//! **Why AES-GCM.** The MAC is the data path's largest cost once frames are 64 KiB
+//! super-frames (see "Offloads" in [`crate::daemon`]): with HMAC-SHA-256, the first choice,
+//! `perf record -a` during a `bench dataplane` flow over a UDP fast path (5.2 Gbit/s) put
+//! 41 % of the whole machine's CPU time in `sha2::sha256::x86::digest_blocks`, against some
+//! 15 % for every copy together. Measured with `cargo bench -p vnetd --bench wire`, group
+//! `mac`, 2026-12-02 (one core of this project's 2-core AMD EPYC machine, which has AES-NI,
+//! VAES, SHA-NI and AVX-512, shared with other work, so figures vary by some 10 %; input is
+//! header plus frame, 88 and 1538 bytes):
 //!
 //! ```text
-//!                                 64-byte frame   1514-byte frame
-//! HMAC-SHA-256 (sha2, SHA-NI)         165 ns          1.13 µs   (10.7 Gbit/s of frames)
-//! BLAKE3 keyed                        163 ns          1.9-2.5 µs
-//! SipHash-2-4-128                      66 ns          0.83 µs
-//! AES-128-GMAC (aes-gcm)              145 ns          0.66 µs
-//! ChaCha20-Poly1305, AAD only         1.9 µs          2.3 µs    (measured once, not kept in the bench)
+//!                                   64-byte frame   1514-byte frame
+//! AES-128-GCM encrypting (ring)            94 ns        0.28 µs   (chosen)
+//! HMAC-SHA-256 (sha2, SHA-NI)             133 ns        0.98 µs
+//! BLAKE3 keyed                            145 ns        1.66 µs
+//! SipHash-2-4-128                          50 ns        0.62 µs
+//! AES-128-GMAC (RustCrypto aes-gcm)       162 ns        0.46 µs
+//! ChaCha20-Poly1305, AAD only             1.9 µs        2.3 µs    (measured once, not kept)
 //! ```
 //!
+//! ring's GCM interleaves the AES and GHASH work of the ciphertext in vector code, so
+//! encrypting a frame is cheaper than any MAC of it here, GMAC included (ring's GHASH of
+//! additional data alone took 0.87 µs for 1432 bytes, slower than encrypting them). So links
+//! are encrypted: confidentiality comes for free, and the header stays in clear (the hop
+//! budget, session and sequence number; a passive probe reads only headers). The price is
+//! the nonce discipline above, where HMAC, a PRF, asked for none. Without AES-NI and CLMUL,
+//! ring's GCM falls back to constant-time software several times slower (not measured here).
+//!
 //! Through a link (group `link`, underlay MTU 1500, so a 1514-byte frame goes as two
-//! fragments and is reassembled), sealing takes 0.21 µs for a 64-byte frame and 1.41 µs for
-//! a 1514-byte one, opening 0.25 µs and 1.53 µs: 2.0 to 8.6 Gbit/s of frames per core.
-//!
-//! **What it costs now.** With offloads (64 KiB super-frames, see [`crate::daemon`]) the
-//! MAC is the data path's largest cost: during a `bench dataplane` flow over a UDP fast
-//! path (5.2 Gbit/s), `perf record -a` put 41 % of the whole machine's CPU time in
-//! `sha2::sha256::x86::digest_blocks`, tagging at one end and checking at the other, against
-//! some 15 % for every copy together. A 1432-byte fragment takes 0.90 µs (1.6 GB/s) with
-//! HMAC-SHA-256, 0.48 µs with RustCrypto's AES-128-GMAC and 0.27 µs for ring's AES-128-GCM
-//! *encrypting* it (a throwaway benchmark, 2026-12-02, not kept). A nonce-based MAC would
-//! need sequence numbers that never restart for a key, also across a link deleted and added
-//! again within one session, where today's numbers restart from zero (harmless with a PRF:
-//! the receiver's window refuses what it saw).
-//!
-//! Every candidate but ChaCha20-Poly1305 tags a full-size frame at several Gbit/s per core,
-//! so the choice rests on robustness. GMAC and Poly1305 are one-time MACs: if a (key, nonce)
-//! pair is ever reused — a restarted daemon whose clock stepped back picking an old session
-//! id — whoever saw both datagrams can forge others at will. SipHash is a PRF meant for short hash-table keys, and
-//! its 128-bit output variant has had little study as a MAC. BLAKE3's parallelism needs
-//! inputs of several kilobytes, longer than our frames. HMAC-SHA-256 is a PRF (a nonce
-//! reuse only means a replay), the most studied MAC there is, hardware-accelerated on every
-//! x86 and ARM server of the last years, and as fast as the others on small frames. Without
-//! SHA-NI, SHA-256 in software runs at a few hundred MB/s (not measured here).
+//! fragments and is reassembled), sealing takes 0.11 µs for a 64-byte frame and 0.46 µs for
+//! a 1514-byte one, opening 0.13 µs and 0.51 µs (HMAC-SHA-256 took 0.21, 1.41, 0.25 and
+//! 1.53 µs): 4.6 to 26 Gbit/s of frames per core.
 //!
 //! **Keys.** Each direction of each link, in each pair of sessions, has its own key
 //! ([`LinkKey::derive`]): HKDF-Expand-SHA-256 (RFC 5869) of the overlay key with, as info, a
-//! label, the sender's session and name, and the receiver's session and name. So:
+//! label, the sender's session and name, and the receiver's session and name; its first 16
+//! bytes are the AES key. So:
 //! - a datagram from A to B replayed to C, or reflected back to A, fails (other key);
 //! - datagrams keyed for an earlier session of the receiver fail after it restarts, so a
 //!   restarted daemon cannot be fed its previous incarnation's traffic;
-//! - the link key is derived once per session change, not per datagram; per datagram, the
-//!   HMAC's inner and outer states (already keyed) are cloned.
+//! - the link key is derived (and its AES key schedule expanded) once per session change,
+//!   not per datagram.
 //!
 //! A hello is sent before its sender knows the receiver's session, so it is keyed with the
 //! receiver's session taken as zero: any member of the overlay addressed by name can check
-//! it. [`open_hello`] parses its payload (to learn the name the key needs) and then checks
-//! the tag; a forged hello is refused, a replayed one is refused by the window or is a
+//! it. [`open_hello`] parses its payload (in clear, to learn the name the key needs) and
+//! then checks the tag; a forged hello is refused, a replayed one is refused by the window or is a
 //! harmless repetition. Members of the overlay are trusted alike: holding the overlay key is
 //! being a member.
 //!

@@ -36,7 +36,7 @@
 //!   over super-frames of up to 64 KiB with their checksum left to do, and one read moves
 //!   what would be some 44 wire-sized frames; writes to a TAP take such frames back, so the
 //!   receiving guest's stack gets them as if its NIC had coalesced them.
-//! - **The frame path carries the work left to do** ([`Carried`]): a frame with offloads goes
+//! - **The frame path carries the work left to do** (`Carried`): a frame with offloads goes
 //!   behind a 10-byte descriptor ([`crate::offload`]), over links too (datagrams flagged
 //!   [`crate::wire::Flags::OFFLOAD`], fragmented like any long frame). A port that cannot
 //!   take offloads (pcap, unix, a TAP without them) gets plain frames: the daemon finishes
@@ -846,7 +846,9 @@ impl Daemon {
         }
     }
 
-    /// Reads the link socket until it is empty (at most [`BATCH`] batches).
+    /// Reads the link socket until it is empty (at most [`BATCH`] batches). A batch that
+    /// came back less than full emptied the socket: no further call is made just to hear
+    /// "nothing waiting", which would cost a frame's latency a system call.
     fn receive_datagrams(&mut self) {
         let Some(mut batch) = self.recv.take() else {
             return;
@@ -854,7 +856,7 @@ impl Daemon {
         for _ in 0..BATCH {
             match self.plane.udp.recv_batch(&mut batch) {
                 Ok(0) => break,
-                Ok(_) => {
+                Ok(n) => {
                     let now = self.now();
                     for _ in batch.iter().filter(|(meta, _)| meta.truncated) {
                         count(&mut self.plane.drops, "truncated");
@@ -863,6 +865,9 @@ impl Daemon {
                         self.datagram(source, bytes, now);
                     }
                     self.plane.flush();
+                    if n < batch.slots() {
+                        break;
+                    }
                 }
                 Err(e) => {
                     warn!("receive: {e}");

@@ -140,8 +140,8 @@ impl fmt::Debug for SessionId {
 /// key as the pseudo-random key and, as info, a label, the sender's session and name and the
 /// receiver's session (zero for a hello, which is sent before the sender knows it) and name.
 ///
-/// The nonce of a datagram is its sequence number (see [`crate::wire`], "Authentication"),
-/// which the caller must never use twice with one key.
+/// The nonce of a datagram is its sequence number (see "Encryption and authentication" in
+/// [`crate::wire`]), which the caller must never use twice with one key.
 #[derive(Clone)]
 pub struct LinkKey {
     aead: LessSafeKey,

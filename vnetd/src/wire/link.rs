@@ -291,7 +291,7 @@ impl LinkTx {
     /// Goes on from sequence number `seq` if it is later than the next one: for a link to
     /// the same peer in the same session, deleted and added again, whose keys are the same
     /// and whose sequence numbers (the nonces) must therefore carry on where the old link
-    /// stopped (see "Authentication" in [`crate::wire`]).
+    /// stopped (see "Encryption and authentication" in [`crate::wire`]).
     pub fn continue_from(&mut self, seq: u64) {
         self.next_seq = self.next_seq.max(seq);
     }
