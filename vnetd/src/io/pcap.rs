@@ -18,9 +18,16 @@
 //!   this also selects the `TPACKET_V2` ring, whose per-frame slots suit this use.)
 //! - **Snapshot length** [`SNAPLEN`], [`MAX_FRAME`]: whole frames, never cut. A frame can
 //!   be longer than the interface MTU: receive offload (GRO, LRO) on a NIC, or a veth whose
-//!   peer sends unsegmented GSO packets, hands the capture aggregated frames of up to 64 KiB;
-//!   the overlay fragments them like any other (turn the offloads off on the interface, or
-//!   on a veth's peer, to see only MTU-sized frames).
+//!   peer sends unsegmented GSO packets, hands the capture aggregated frames of up to 64 KiB.
+//!   libpcap does not say how such a frame was to be cut, so the daemon drops it (counted
+//!   `oversized`): turn the offloads off on the interface, or on a veth's peer (`ethtool -K
+//!   IF gro off gso off tso off`), so that only MTU-sized frames arrive.
+//! - **Checksums**: likewise, a veth's peer with transmit checksum offload on (the default)
+//!   sends TCP and UDP packets whose checksum holds only the pseudo-header's sum, to be
+//!   finished by a NIC that a veth does not have; captured as they are, the guests they reach
+//!   drop them. Turn it off on the peer (`ethtool -K IF tx off`). (A packet socket with
+//!   `PACKET_VNET_HDR` would tell what is left to do, as a TAP does; libpcap does not use
+//!   one.)
 //! - **Ring buffer** [`PcapOptions::buffer_size`], 8 MiB by default instead of libpcap's
 //!   2 MiB: when the interface can offload, libpcap sizes every ring slot for a 64 KiB frame,
 //!   and 2 MiB would then hold only about 30 frames of a burst.
