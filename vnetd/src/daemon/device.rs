@@ -84,31 +84,8 @@ impl Device {
     /// the header.
     pub(super) fn read(&mut self, buf: &mut [u8]) -> Read {
         match self {
-            Device::Tap(tap) if tap.has_offloads() => match tap.read_frame(buf) {
-                Ok(len) if len < VNET_HDR_LEN => Read::Failed(format!(
-                    "{len}-byte read is shorter than a virtio-net header"
-                )),
-                Ok(len) => match Offload::from_vnet_hdr(&buf[..VNET_HDR_LEN]) {
-                    Ok(o) if o.is_none() => Read::Frame {
-                        at: VNET_HDR_LEN,
-                        len: len - VNET_HDR_LEN,
-                        offload: false,
-                    },
-                    Ok(o) => {
-                        buf[..DESCRIPTOR_LEN].copy_from_slice(&o.encode());
-                        Read::Frame {
-                            at: 0,
-                            len,
-                            offload: true,
-                        }
-                    }
-                    Err(e) => Read::Failed(format!("virtio-net header: {e}")),
-                },
-                Err(TapError::WouldBlock) => Read::Empty,
-                Err(TapError::Truncated { .. }) => Read::Truncated,
-                Err(e) => Read::Failed(e.to_string()),
-            },
             Device::Tap(tap) => match tap.read_frame(buf) {
+                Ok(len) if tap.has_offloads() => behind_vnet_hdr(buf, len),
                 Ok(len) => Read::Frame {
                     at: 0,
                     len,
@@ -148,40 +125,34 @@ impl Device {
     /// virtio-net header; elsewhere, a frame with offloads left has them finished first
     /// (checksum, segmentation: several frames, in `scratch`).
     pub(super) fn write(&self, frame: Carried<'_>, scratch: &mut Vec<u8>) -> Wrote {
-        const PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
+        let Ok(work) = frame.work() else {
+            return Wrote::BadOffload;
+        };
         let eth = frame.eth();
-        if let Device::Tap(tap) = self {
-            if tap.has_offloads() {
-                let header = if frame.offload {
-                    match Offload::decode(&frame.bytes[..DESCRIPTOR_LEN]) {
-                        Ok(o) => o.to_vnet_hdr(),
-                        Err(_) => return Wrote::BadOffload,
-                    }
-                } else {
-                    PLAIN
-                };
-                return match tap.write_with_header(&header, eth) {
+        match (self, work) {
+            (Device::Tap(tap), work) if tap.has_offloads() => {
+                let header = work.unwrap_or(Offload::NONE).to_vnet_hdr();
+                match tap.write_with_header(&header, eth) {
                     Ok(()) => Wrote::Ok,
                     Err(TapError::WouldBlock) => Wrote::Full,
                     Err(_) => Wrote::Failed,
-                };
+                }
             }
-        }
-        if !frame.offload {
-            return self.write_plain(eth);
-        }
-        let Ok(o) = Offload::decode(&frame.bytes[..DESCRIPTOR_LEN]) else {
-            return Wrote::BadOffload;
-        };
-        let mut wrote = Wrote::Ok;
-        let resolved = offload::resolve(&o, eth, scratch, |plain| {
-            if let w @ (Wrote::Full | Wrote::Failed | Wrote::BadOffload) = self.write_plain(plain) {
-                wrote = w;
+            (_, None) => self.write_plain(eth),
+            (_, Some(work)) => {
+                let mut wrote = Wrote::Ok;
+                let resolved = offload::resolve(&work, eth, scratch, |plain| {
+                    if let w @ (Wrote::Full | Wrote::Failed | Wrote::BadOffload) =
+                        self.write_plain(plain)
+                    {
+                        wrote = w;
+                    }
+                });
+                match resolved {
+                    Ok(_) => wrote,
+                    Err(_) => Wrote::BadOffload,
+                }
             }
-        });
-        match resolved {
-            Ok(_) => wrote,
-            Err(_) => Wrote::BadOffload,
         }
     }
 
@@ -217,6 +188,36 @@ impl Device {
         }
     }
 }
+
+/// A frame read from a TAP with offloads, `len` bytes with the virtio-net header in front:
+/// one with work left gets its descriptor where the header was; one without starts after
+/// it.
+fn behind_vnet_hdr(buf: &mut [u8], len: usize) -> Read {
+    if len < VNET_HDR_LEN {
+        return Read::Failed(format!(
+            "{len}-byte read is shorter than a virtio-net header"
+        ));
+    }
+    match Offload::from_vnet_hdr(&buf[..VNET_HDR_LEN]) {
+        Ok(o) if o.is_none() => Read::Frame {
+            at: VNET_HDR_LEN,
+            len: len - VNET_HDR_LEN,
+            offload: false,
+        },
+        Ok(o) => {
+            buf[..DESCRIPTOR_LEN].copy_from_slice(&o.encode());
+            Read::Frame {
+                at: 0,
+                len,
+                offload: true,
+            }
+        }
+        Err(e) => Read::Failed(format!("virtio-net header: {e}")),
+    }
+}
+
+// The descriptor takes the virtio-net header's place, in place.
+const _: () = assert!(DESCRIPTOR_LEN == VNET_HDR_LEN);
 
 impl AsFd for Device {
     fn as_fd(&self) -> BorrowedFd<'_> {

@@ -167,6 +167,18 @@ impl<'a> Carried<'a> {
         }
     }
 
+    /// The work left to do, from the descriptor: `None` for a plain frame.
+    ///
+    /// # Errors
+    /// A descriptor that does not parse.
+    pub fn work(&self) -> Result<Option<Offload>, offload::OffloadError> {
+        if !self.offload {
+            return Ok(None);
+        }
+        let descriptor = self.bytes.get(..DESCRIPTOR_LEN).unwrap_or_default();
+        Offload::decode(descriptor).map(Some)
+    }
+
     /// The Ethernet frame.
     pub fn eth(&self) -> &'a [u8] {
         if self.offload {
@@ -1621,21 +1633,17 @@ impl Plane {
     /// Sends a frame with offloads that `out` cannot carry whole (longer than a link's 64
     /// fragments take) as the plain frames its offloads make.
     fn send_resolved(&mut self, out: &Out, frame: Carried<'_>, hops: u8) {
-        let descriptor = frame.bytes.get(..DESCRIPTOR_LEN).unwrap_or_default();
-        let Ok(offload) = Offload::decode(descriptor) else {
+        let Ok(Some(work)) = frame.work() else {
             return count(&mut self.drops, "bad-offload");
         };
+        // Plain frames never use `resolve_buf` on their way out, so it can be lent here.
         let mut buf = std::mem::take(&mut self.resolve_buf);
-        let mut frames = Vec::new();
-        let resolved = offload::resolve(&offload, frame.eth(), &mut buf, |plain| {
-            frames.push(plain.to_vec());
+        let resolved = offload::resolve(&work, frame.eth(), &mut buf, |plain| {
+            self.send(out, Carried::plain(plain), Some(hops));
         });
         self.resolve_buf = buf;
         if resolved.is_err() {
-            return count(&mut self.drops, "bad-offload");
-        }
-        for plain in &frames {
-            self.send(out, Carried::plain(plain), Some(hops));
+            count(&mut self.drops, "bad-offload");
         }
     }
 

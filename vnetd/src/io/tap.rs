@@ -469,20 +469,20 @@ impl Tap {
 
     /// Announces `features` (`TUN_F_*` bits) as the interface's offloads.
     fn set_offloads(&self, features: libc::c_uint) -> Result<(), TapError> {
-        // SAFETY: TUNSETOFFLOAD takes its argument as an integer, not a pointer: nothing is
-        // read or written through it. The descriptor is open.
-        let rc = unsafe {
-            libc::ioctl(
-                self.fd.as_raw_fd(),
-                libc::TUNSETOFFLOAD,
-                libc::c_ulong::from(features),
-            )
-        };
-        if rc < 0 {
-            return Err(TapError::Offloads {
+        self.ioctl_int(libc::TUNSETOFFLOAD, libc::c_ulong::from(features))
+            .map_err(|source| TapError::Offloads {
                 name: self.name.clone(),
-                source: io::Error::last_os_error(),
-            });
+                source,
+            })
+    }
+
+    /// A TUN ioctl that takes its argument as an integer (`TUNSETOFFLOAD`, `TUNSETPERSIST`).
+    fn ioctl_int(&self, request: libc::Ioctl, arg: libc::c_ulong) -> io::Result<()> {
+        // SAFETY: these requests take their argument as an integer, not a pointer: nothing
+        // is read or written through it. The descriptor is open.
+        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), request, arg) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
         }
         Ok(())
     }
@@ -499,27 +499,16 @@ impl Tap {
     ///
     /// [`TapError::Persist`] (e.g. `EPERM` without `CAP_NET_ADMIN`).
     pub fn set_persistent(&self, on: bool) -> Result<(), TapError> {
-        // SAFETY: TUNSETPERSIST takes its argument as an integer, not a pointer: nothing
-        // is read or written through it. The descriptor is open.
-        let rc = unsafe {
-            libc::ioctl(
-                self.fd.as_raw_fd(),
-                libc::TUNSETPERSIST,
-                libc::c_ulong::from(on),
-            )
-        };
-        if rc < 0 {
-            return Err(TapError::Persist {
+        self.ioctl_int(libc::TUNSETPERSIST, libc::c_ulong::from(on))
+            .map_err(|source| TapError::Persist {
                 name: self.name.clone(),
                 what: if on {
                     "set the persistent flag"
                 } else {
                     "clear the persistent flag"
                 },
-                source: io::Error::last_os_error(),
-            });
-        }
-        Ok(())
+                source,
+            })
     }
 
     /// Whether the interface is persistent, asked of the TAP driver (`TUNGETIFF`).

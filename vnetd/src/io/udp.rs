@@ -340,11 +340,6 @@ pub struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    /// How many datagrams.
-    pub fn datagrams(&self) -> usize {
-        self.bytes.len().div_ceil(self.stride.max(1))
-    }
-
     /// Datagrams per `UDP_SEGMENT` message: the kernel takes at most
     /// [`MAX_GSO_SEGMENTS`], and no more than 64 KiB in all.
     fn per_message(&self) -> usize {
@@ -353,26 +348,22 @@ impl<'a> Run<'a> {
             .max(1)
     }
 
+    /// The bytes one message takes, with offload (`gso`) or without.
+    fn message_len(&self, gso: bool) -> usize {
+        let per = if gso { self.per_message() } else { 1 };
+        per * self.stride.max(1)
+    }
+
     /// How many messages it takes, with offload (`gso`) or without.
     fn message_count(&self, gso: bool) -> usize {
-        let n = self.datagrams();
-        if gso && n > 1 {
-            n.div_ceil(self.per_message())
-        } else {
-            n
-        }
+        self.bytes.len().div_ceil(self.message_len(gso))
     }
 
     /// Its messages: destination, bytes and, for a message of several datagrams, the
     /// segment size.
     fn messages(self, gso: bool) -> impl Iterator<Item = (SocketAddr, &'a [u8], Option<u16>)> {
         let (bytes, dest, stride) = (self.bytes, self.dest, self.stride);
-        let per = if gso && self.datagrams() > 1 {
-            self.per_message()
-        } else {
-            1
-        };
-        let chunk = per * self.stride.max(1);
+        let chunk = self.message_len(gso);
         // A stride over MAX_DATAGRAM is refused before this; it fits a u16.
         let segment = u16::try_from(self.stride).ok();
         bytes.chunks(chunk).map(move |c| {
@@ -677,16 +668,6 @@ impl UdpSocket {
             }
             Err((dest, source)) => return Err(UdpError::Send { dest, source }),
         };
-        if gso {
-            let offloaded = runs
-                .iter()
-                .flat_map(|&run| run.messages(true))
-                .take(sent)
-                .filter(|(_, _, segment)| segment.is_some())
-                .count();
-            self.offloaded
-                .fetch_add(offloaded as u64, Ordering::Relaxed);
-        }
         // The runs whose every message went.
         let mut left = sent;
         Ok(runs
@@ -769,7 +750,15 @@ impl UdpSocket {
                     // Stopped early: buffer full, or the next message fails (the caller's
                     // retry reports it).
                     Ok(0) => return Ok(sent + done),
-                    Ok(k) => done += k,
+                    Ok(k) => {
+                        let offloaded = controls[done..done + k.min(n - done)]
+                            .iter()
+                            .filter(|c| c.is_some())
+                            .count();
+                        self.offloaded
+                            .fetch_add(offloaded as u64, Ordering::Relaxed);
+                        done += k;
+                    }
                     Err(_) => {
                         let e = io::Error::last_os_error();
                         match e.kind() {

@@ -771,7 +771,7 @@ impl LinkRx {
             return Err(RxError::WrongReceiver);
         }
         self.window.check(header.seq)?;
-        let datagram_len = u16::try_from(datagram.as_shared().as_bytes().len()).unwrap_or(u16::MAX);
+        let datagram_len = u16::try_from(datagram.as_bytes().len()).unwrap_or(u16::MAX);
         let (head, payload, tag) = datagram.into_parts();
         if !current.key.open(header.seq, head, payload, tag) {
             return Err(RxError::BadTag);

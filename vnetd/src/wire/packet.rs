@@ -358,14 +358,6 @@ impl<T: AsRef<[u8]>> Datagram<T> {
     }
 }
 
-impl<'a> Datagram<&'a [u8]> {
-    /// The payload, borrowed for as long as the buffer is.
-    pub fn into_payload(self) -> &'a [u8] {
-        let end = HEADER_LEN + usize::from(self.payload_len());
-        &self.buffer[HEADER_LEN..end]
-    }
-}
-
 impl<'a> Datagram<&'a mut [u8]> {
     /// The same datagram, read-only.
     pub fn as_shared(&self) -> Datagram<&[u8]> {
