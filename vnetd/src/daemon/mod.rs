@@ -179,6 +179,25 @@ impl<'a> Carried<'a> {
         Offload::decode(descriptor).map(Some)
     }
 
+    /// Why the frame cannot be carried, by its length, whichever way it came in: shorter
+    /// than an Ethernet header (`runt`), or longer than a plain frame may be, or one with
+    /// offloads (`oversized`).
+    fn length_problem(&self) -> Option<&'static str> {
+        let len = self.eth().len();
+        let max = if self.offload {
+            MAX_OFFLOAD_FRAME
+        } else {
+            DEFAULT_MAX_FRAME_LEN
+        };
+        if len < crate::wire::ETH_HEADER_LEN {
+            Some("runt")
+        } else if len > max {
+            Some("oversized")
+        } else {
+            None
+        }
+    }
+
     /// The Ethernet frame.
     pub fn eth(&self) -> &'a [u8] {
         if self.offload {
@@ -943,10 +962,10 @@ impl Daemon {
                             offload,
                         } => {
                             link.peer.handle_datagram(now);
-                            let eth = f.len() - if offload { DESCRIPTOR_LEN } else { 0 };
-                            link.stats.rx.count(eth);
-                            if !offload && f.len() > DEFAULT_MAX_FRAME_LEN {
-                                count(&mut link.stats.drops, "oversized");
+                            let carried = Carried { bytes: f, offload };
+                            link.stats.rx.count(carried.eth().len());
+                            if let Some(problem) = carried.length_problem() {
+                                count(&mut link.stats.drops, problem);
                             } else if let Some(dst) = scratch.get_mut(..f.len()) {
                                 dst.copy_from_slice(f);
                                 frame = Some((f.len(), hops, offload));
@@ -1097,21 +1116,11 @@ impl Daemon {
         let Some(port) = self.plane.ports.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        let eth = frame.eth();
-        let len = eth.len();
-        port.stats.rx.count(len);
-        if len < crate::wire::ETH_HEADER_LEN {
-            return count(&mut port.stats.drops, "runt");
+        port.stats.rx.count(frame.eth().len());
+        if let Some(problem) = frame.length_problem() {
+            return count(&mut port.stats.drops, problem);
         }
-        let max = if frame.offload {
-            MAX_OFFLOAD_FRAME
-        } else {
-            DEFAULT_MAX_FRAME_LEN
-        };
-        if len > max {
-            return count(&mut port.stats.drops, "oversized");
-        }
-        let src = mac_at(eth, 6);
+        let src = mac_at(frame.eth(), 6);
         if src.is_group() || (!port.spec.lan && !port.spec.macs.contains(&src)) {
             return count(&mut port.stats.drops, "source-guard");
         }
@@ -1371,7 +1380,7 @@ impl Daemon {
             tx.continue_from(seq);
         }
         // Peers with offloads send super-frames of up to 64 KiB; plain frames over
-        // DEFAULT_MAX_FRAME_LEN are dropped after reassembly (`link_datagram`).
+        // DEFAULT_MAX_FRAME_LEN are dropped after reassembly (`Carried::length_problem`).
         let reassembly = ReassemblyConfig {
             max_frame_len: usize::from(u16::MAX),
             ..ReassemblyConfig::default()
@@ -1723,5 +1732,36 @@ impl Plane {
                 error: p.error.clone(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_judged_by_their_ethernet_length_with_or_without_a_descriptor() {
+        let bytes = vec![0u8; MAX_OFFLOAD_FRAME + DESCRIPTOR_LEN + 1];
+        let plain = |len| Carried::plain(&bytes[..len]).length_problem();
+        let offload = |len| {
+            Carried {
+                bytes: &bytes[..len],
+                offload: true,
+            }
+            .length_problem()
+        };
+        assert_eq!(plain(13), Some("runt"));
+        assert_eq!(plain(14), None);
+        assert_eq!(plain(DEFAULT_MAX_FRAME_LEN), None);
+        assert_eq!(plain(DEFAULT_MAX_FRAME_LEN + 1), Some("oversized"));
+        // A descriptor and a piece of a header, as an authenticated peer could send it.
+        assert_eq!(offload(DESCRIPTOR_LEN + 13), Some("runt"));
+        assert_eq!(offload(4), Some("runt"));
+        assert_eq!(offload(DESCRIPTOR_LEN + 14), None);
+        assert_eq!(offload(DESCRIPTOR_LEN + MAX_OFFLOAD_FRAME), None);
+        assert_eq!(
+            offload(DESCRIPTOR_LEN + MAX_OFFLOAD_FRAME + 1),
+            Some("oversized")
+        );
     }
 }
