@@ -92,7 +92,8 @@
 //!
 //! **Why AES-GCM.** The MAC is the data path's largest cost once frames are 64 KiB
 //! super-frames (see "Offloads" in [`crate::daemon`]): with HMAC-SHA-256, the first choice,
-//! `perf record -a` during a `bench dataplane` flow over a UDP fast path (5.2 Gbit/s) put
+//! `perf record -a -g -- sleep 4` during an iperf3 flow over a UDP fast path (5.2 Gbit/s; a
+//! `dataplane` testbed run in vnet mode with `vnetctl mesh` applied, by hand) put
 //! 41 % of the whole machine's CPU time in `sha2::sha256::x86::digest_blocks`, against some
 //! 15 % for every copy together. Measured with `cargo bench -p vnetd --bench wire`, group
 //! `mac`, 2026-12-02 (one core of this project's 2-core AMD EPYC machine, which has AES-NI,
@@ -106,12 +107,13 @@
 //! BLAKE3 keyed                            145 ns        1.66 µs
 //! SipHash-2-4-128                          50 ns        0.62 µs
 //! AES-128-GMAC (RustCrypto aes-gcm)       162 ns        0.46 µs
-//! ChaCha20-Poly1305, AAD only             1.9 µs        2.3 µs    (measured once, not kept)
+//! AES-128-GMAC (ring, additional data)    103 ns        1.00 µs
+//! ChaCha20-Poly1305 (ring, add. data)     192 ns        0.65 µs
 //! ```
 //!
 //! ring's GCM interleaves the AES and GHASH work of the ciphertext in vector code, so
-//! encrypting a frame is cheaper than any MAC of it here, GMAC included (ring's GHASH of
-//! additional data alone took 0.87 µs for 1432 bytes, slower than encrypting them). So links
+//! encrypting a frame is cheaper than any MAC of it here, GMAC included (ring's GMAC of
+//! the same bytes as additional data only takes longer than encrypting them). So links
 //! are encrypted: confidentiality comes for free, and the header stays in clear (the hop
 //! budget, session and sequence number; a passive probe reads only headers). The price is
 //! the nonce discipline above, where HMAC, a PRF, asked for none. Without AES-NI and CLMUL,

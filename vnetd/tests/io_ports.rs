@@ -9,14 +9,13 @@
 //! fast tier.
 
 mod common;
-use common::{tcp_stream, Netns};
+use common::{poll_readable, tcp_stream, Netns, Pump};
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::net::{SocketAddr as StdUnixAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use vnetd::io::pcap::{PcapError, PcapPort};
@@ -191,7 +190,7 @@ fn persistent_tap_refuses_what_it_may_not_attach_to() {
     assert!(matches!(err, TapError::OpenNetns { .. }), "{err}");
 }
 
-/// What a [`Wire`] saw of the frames read from its first TAP.
+/// What a [`spawn_wire`] saw of the frames read from its first TAP.
 #[derive(Debug, Default)]
 struct Seen {
     /// Frames read.
@@ -211,80 +210,46 @@ struct Seen {
 
 /// A wire between two TAPs of the same mode: a thread moves every frame read from one into
 /// the other (with its virtio-net header as it came, if they have offloads) until dropped or
-/// [finished](Wire::finish), and counts what it read from the first.
-struct Wire {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<(Tap, Tap, Seen)>>,
-}
-
-impl Wire {
-    fn new(a: Tap, b: Tap, a_mac: Mac) -> Wire {
-        assert_eq!(a.has_offloads(), b.has_offloads(), "one mode for both");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let mut seen = Seen::default();
-            let mut buf = vec![0u8; VNET_HDR_LEN + MAX_FRAME];
-            let hdr = if a.has_offloads() { VNET_HDR_LEN } else { 0 };
-            while !flag.load(Ordering::Relaxed) {
-                let mut fds = [a.as_raw_fd(), b.as_raw_fd()].map(|fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-                // SAFETY: two valid pollfds.
-                unsafe { libc::poll(fds.as_mut_ptr(), 2, 10) };
-                for (from, to) in [(&a, &b), (&b, &a)] {
-                    loop {
-                        let n = match from.read_frame(&mut buf) {
-                            Ok(n) => n,
-                            Err(TapError::WouldBlock) => break,
-                            Err(e) => panic!("read {}: {e}", from.name()),
-                        };
-                        assert!(n >= hdr + 14, "{n}-byte read from {}", from.name());
-                        if std::ptr::eq(from, &a) {
-                            seen.frames += 1;
-                            seen.longest = seen.longest.max(n - hdr);
-                            seen.misplaced += usize::from(buf[hdr + 6..hdr + 12] != a_mac.0);
-                            if hdr > 0 {
-                                match Offload::from_vnet_hdr(&buf[..hdr]) {
-                                    Ok(o) => {
-                                        let tso = o.gso == Gso::Tcp4 && o.gso_size > 0;
-                                        seen.gso += usize::from(tso);
-                                        seen.needs_csum += usize::from(o.needs_csum);
-                                    }
-                                    Err(_) => seen.bad_headers += 1,
+/// [finished](Pump::finish), and counts what it read from the first; finished, it gives
+/// back the TAPs and what it saw.
+fn spawn_wire(a: Tap, b: Tap, a_mac: Mac) -> Pump<(Tap, Tap, Seen)> {
+    assert_eq!(a.has_offloads(), b.has_offloads(), "one mode for both");
+    Pump::spawn(move |stop| {
+        let mut seen = Seen::default();
+        let mut buf = vec![0u8; VNET_HDR_LEN + MAX_FRAME];
+        let hdr = if a.has_offloads() { VNET_HDR_LEN } else { 0 };
+        while !stop.load(Ordering::Relaxed) {
+            poll_readable(&[a.as_raw_fd(), b.as_raw_fd()], 10);
+            for (from, to) in [(&a, &b), (&b, &a)] {
+                loop {
+                    let n = match from.read_frame(&mut buf) {
+                        Ok(n) => n,
+                        Err(TapError::WouldBlock) => break,
+                        Err(e) => panic!("read {}: {e}", from.name()),
+                    };
+                    assert!(n >= hdr + 14, "{n}-byte read from {}", from.name());
+                    if std::ptr::eq(from, &a) {
+                        seen.frames += 1;
+                        seen.longest = seen.longest.max(n - hdr);
+                        seen.misplaced += usize::from(buf[hdr + 6..hdr + 12] != a_mac.0);
+                        if hdr > 0 {
+                            match Offload::from_vnet_hdr(&buf[..hdr]) {
+                                Ok(o) => {
+                                    let tso = o.gso == Gso::Tcp4 && o.gso_size > 0;
+                                    seen.gso += usize::from(tso);
+                                    seen.needs_csum += usize::from(o.needs_csum);
                                 }
+                                Err(_) => seen.bad_headers += 1,
                             }
                         }
-                        // A frame the other side cannot take now is lost, as on a wire.
-                        let _ = to.write_with_header(&buf[..hdr], &buf[hdr..n]);
                     }
+                    // A frame the other side cannot take now is lost, as on a wire.
+                    let _ = to.write_with_header(&buf[..hdr], &buf[hdr..n]);
                 }
             }
-            (a, b, seen)
-        });
-        Wire {
-            stop,
-            thread: Some(thread),
         }
-    }
-
-    /// Stops the wire; its TAPs and what it saw.
-    fn finish(mut self) -> (Tap, Tap, Seen) {
-        self.stop.store(true, Ordering::Relaxed);
-        let thread = self.thread.take().expect("running");
-        thread.join().expect("wire thread")
-    }
-}
-
-impl Drop for Wire {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+        (a, b, seen)
+    })
 }
 
 #[test]
@@ -328,7 +293,7 @@ fn persistent_tap_with_offloads_hands_over_tcp_super_frames_and_without_them_pla
         a.tso("vnoa0") && a.tx_checksum("vnoa0"),
         "offloads announced"
     );
-    let wire = Wire::new(tap_a, tap_b, A_MAC);
+    let wire = spawn_wire(tap_a, tap_b, A_MAC);
     let took = tcp_stream(&a, &b, B_ADDR, 4 << 20);
     let (tap_a, tap_b, seen) = wire.finish();
     eprintln!("with offloads: 4 MiB in {took:?}, {seen:?}");
@@ -346,7 +311,7 @@ fn persistent_tap_with_offloads_hands_over_tcp_super_frames_and_without_them_pla
         !a.tso("vnoa0") && !a.tx_checksum("vnoa0"),
         "offloads still announced"
     );
-    let wire = Wire::new(tap_a, tap_b, A_MAC);
+    let wire = spawn_wire(tap_a, tap_b, A_MAC);
     let took = tcp_stream(&a, &b, B_ADDR, 1 << 20);
     let (tap_a, tap_b, seen) = wire.finish();
     eprintln!("without offloads: 1 MiB in {took:?}, {seen:?}");

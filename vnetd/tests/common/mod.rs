@@ -242,3 +242,51 @@ pub fn tcp_stream(from: &Netns, to: &Netns, to_addr: SocketAddr, len: usize) -> 
     assert!(got == *data, "the stream to {to_addr} arrived corrupted");
     took
 }
+
+/// A test's background thread that moves frames until it is finished or dropped: `body`
+/// runs until the flag it is given is set, and [`Pump::finish`] returns what it returned.
+pub struct Pump<T: Send + 'static> {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<T>>,
+}
+
+impl<T: Send + 'static> Pump<T> {
+    pub fn spawn(body: impl FnOnce(&std::sync::atomic::AtomicBool) -> T + Send + 'static) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        Pump {
+            stop,
+            thread: Some(std::thread::spawn(move || body(&flag))),
+        }
+    }
+
+    /// Stops the thread; what it returned.
+    pub fn finish(mut self) -> T {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let thread = self.thread.take().expect("running");
+        thread.join().expect("pump thread")
+    }
+}
+
+impl<T: Send + 'static> Drop for Pump<T> {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Waits until one of `fds` is readable, at most `ms` milliseconds.
+pub fn poll_readable(fds: &[std::os::fd::RawFd], ms: i32) {
+    let mut fds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `fds` is a live array of `fds.len()` valid pollfds.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+}

@@ -183,12 +183,12 @@ fn many_runs_go_in_one_call_and_receive_offload_merges_them_back() {
     )
     .unwrap();
     let dest = rx.local_addr().unwrap();
-    // Three frames: 5 datagrams of 1000 bytes and one of 300; a single datagram; 40 of 1400
-    // (more than 64 KiB: two offloaded messages).
+    // Three frames: 5 datagrams of 1000 bytes and one of 300; a single datagram; 50 of 1400
+    // (70 000 bytes, more than one message takes: two offloaded messages, 46 and 4).
     let frames: Vec<(Vec<u8>, usize)> = vec![
         ((0..5300).map(|i| byte(i / 1000)).collect(), 1000),
         (vec![9; 200], 1000),
-        ((0..56_000).map(|i| byte(100 + i / 1400)).collect(), 1400),
+        ((0..70_000).map(|i| byte(100 + i / 1400)).collect(), 1400),
     ];
     let runs: Vec<Run<'_>> = frames
         .iter()
@@ -199,12 +199,16 @@ fn many_runs_go_in_one_call_and_receive_offload_merges_them_back() {
         })
         .collect();
     assert_eq!(tx.send_runs(&runs).unwrap(), 3);
-    assert_eq!(tx.offloaded_sends(), 2, "the 6- and the 40-datagram runs");
+    assert_eq!(
+        tx.offloaded_sends(),
+        3,
+        "the 6-datagram run, and the 50 in two"
+    );
     let mut batch = RecvBatch::new(16, 65_536).unwrap();
     let mut got: Vec<Vec<u8>> = Vec::new();
     let mut merged = 0;
     let deadline = Instant::now() + Duration::from_secs(1);
-    while got.len() < 6 + 1 + 40 && Instant::now() < deadline {
+    while got.len() < 6 + 1 + 50 && Instant::now() < deadline {
         if rx.recv_batch(&mut batch).unwrap() == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
