@@ -11,7 +11,7 @@
 //! (libpcap injection, a unix datagram socket, a TAP without a vnet header) gets the frame
 //! through [`resolve`], which completes the checksum and segments as Linux's
 //! `skb_checksum_help` and `skb_gso_segment` would: out come plain frames, every checksum
-//! right, no offload left. [`complete_checksum`] does the checksum-only case in place.
+//! right, no offload left.
 //!
 //! Nothing here does I/O or allocates per frame: [`resolve`] builds its frames in a buffer
 //! the caller keeps, which stops growing once it holds the largest segment.
@@ -67,10 +67,9 @@
 //!
 //! # What is refused, and why
 //!
-//! Every refusal has its own [`OffloadError`] variant. [`Offload::check`] runs all of them;
-//! [`resolve`], [`complete_checksum`] and [`Offload::segments`] start with it, and none of
-//! them panics on any input (a property test and the `offload` fuzz target feed them
-//! arbitrary headers and frames).
+//! Every refusal has its own [`OffloadError`] variant. [`resolve`] runs all the checks before
+//! it emits anything, and it panics on no input (a property test and the `offload` fuzz
+//! target feed it arbitrary headers and frames).
 //!
 //! - **UDP segmentation and fragmentation offload** (GSO types 3 and 5): our TAPs are not
 //!   opened with `TUN_F_UFO` or `TUN_F_USO4/6`, so the kernel never hands them over, and
@@ -198,7 +197,7 @@ struct Layout {
     payload: usize,
 }
 
-/// What [`resolve`] has to do, once [`Offload::check`] passed.
+/// What [`resolve`] has to do with a frame that its offload is consistent with.
 #[derive(Debug, Clone, Copy)]
 enum Plan {
     Plain,
@@ -302,27 +301,10 @@ impl Offload {
     }
 
     /// Checks that this offload is consistent with `frame` (the Ethernet frame, without the
-    /// vnet header), so that [`resolve`] can finish it.
+    /// vnet header), and says what [`resolve`] has to do to finish it.
     ///
     /// # Errors
     /// The first inconsistency found (see the module documentation for the rules).
-    pub fn check(&self, frame: &[u8]) -> Result<(), OffloadError> {
-        self.plan(frame).map(|_| ())
-    }
-
-    /// How many plain frames [`resolve`] would produce from `frame`: 1 without GSO.
-    ///
-    /// # Errors
-    /// As [`check`](Self::check).
-    pub fn segments(&self, frame: &[u8]) -> Result<usize, OffloadError> {
-        Ok(match self.plan(frame)? {
-            Plan::Plain | Plan::Checksum { .. } => 1,
-            Plan::Segment(layout) => {
-                (frame.len() - layout.payload).div_ceil(usize::from(self.gso_size).max(1))
-            }
-        })
-    }
-
     fn plan(&self, frame: &[u8]) -> Result<Plan, OffloadError> {
         let len = frame.len();
         if self.ecn && self.gso == Gso::None {
@@ -490,9 +472,6 @@ pub enum OffloadError {
         /// Where the TCP header starts.
         tcp_start: usize,
     },
-    /// [`complete_checksum`] of a super-frame, which needs [`resolve`].
-    #[error("a GSO frame must be segmented, not only checksummed")]
-    NeedsSegmentation,
 }
 
 /// Parses a TCP super-frame's headers (see the module documentation for the rules).
@@ -582,7 +561,7 @@ fn parse_tcp(gso: Gso, frame: &[u8]) -> Result<Layout, OffloadError> {
 
 /// Finishes the offloads of `frame` in software and hands each resulting plain frame (no
 /// offload left, every checksum correct) to `emit`, in order. Returns how many frames were
-/// emitted ([`Offload::segments`]).
+/// emitted: 1 without GSO.
 ///
 /// A frame with nothing to do ([`Offload::is_none`]) is handed over as it is; otherwise the
 /// frames are built in `scratch`, whose contents are overwritten and whose capacity is kept
@@ -590,7 +569,8 @@ fn parse_tcp(gso: Gso, frame: &[u8]) -> Result<Layout, OffloadError> {
 /// allocating).
 ///
 /// # Errors
-/// As [`Offload::check`]; then nothing was emitted.
+/// The first inconsistency of `offload` with `frame` (see the module documentation for the
+/// rules); then nothing was emitted.
 pub fn resolve(
     offload: &Offload,
     frame: &[u8],
@@ -617,22 +597,6 @@ pub fn resolve(
             &mut emit,
         )),
     }
-}
-
-/// Completes the checksum of `frame` in place, for an offload without GSO (the common case
-/// of frames no larger than the MTU). Does nothing if no checksum is needed.
-///
-/// # Errors
-/// [`OffloadError::NeedsSegmentation`] for a GSO offload (use [`resolve`]); otherwise as
-/// [`Offload::check`].
-pub fn complete_checksum(offload: &Offload, frame: &mut [u8]) -> Result<(), OffloadError> {
-    if offload.gso != Gso::None {
-        return Err(OffloadError::NeedsSegmentation);
-    }
-    if let Plan::Checksum { start, field } = offload.plan(frame)? {
-        store_checksum(frame, start, field);
-    }
-    Ok(())
 }
 
 /// The *needs checksum* completion: the sum from `start` to the end (the field holding the
@@ -716,25 +680,21 @@ fn segment(
 }
 
 /// The ones'-complement sum of `data` as big-endian 16-bit words (an odd last byte padded
-/// with a zero byte), not folded. Words are taken 64 bits at a time; the partial sum of each
-/// 64 KB block is folded, so no input can overflow it.
+/// with a zero byte), not folded. Words are taken 64 bits at a time and added as two 32-bit
+/// halves, less than 2^33 per 8 bytes, so the sum cannot overflow below 16 GiB of data (a
+/// frame is at most 64 KiB).
 fn sum(data: &[u8]) -> u64 {
-    let mut total = 0u64;
-    for block in data.chunks(1 << 16) {
-        let mut acc = 0u64;
-        let mut words = block.chunks_exact(8);
-        for word in &mut words {
-            let x = u64::from_be_bytes(word.try_into().unwrap_or_default());
-            acc += (x >> 32) + (x & 0xffff_ffff);
-        }
-        let rest = words.remainder();
-        let mut tail = [0u8; 8];
-        tail[..rest.len()].copy_from_slice(rest);
-        let x = u64::from_be_bytes(tail);
+    let mut acc = 0u64;
+    let mut words = data.chunks_exact(8);
+    for word in &mut words {
+        let x = u64::from_be_bytes(word.try_into().unwrap_or_default());
         acc += (x >> 32) + (x & 0xffff_ffff);
-        total += u64::from(fold(acc));
     }
-    total
+    let rest = words.remainder();
+    let mut tail = [0u8; 8];
+    tail[..rest.len()].copy_from_slice(rest);
+    let x = u64::from_be_bytes(tail);
+    acc + (x >> 32) + (x & 0xffff_ffff)
 }
 
 /// Folds a ones'-complement sum to 16 bits (end-around carries).
@@ -957,8 +917,19 @@ mod tests {
         let mut out = Vec::new();
         let n = resolve(offload, frame, &mut scratch, |f| out.push(f.to_vec()))?;
         assert_eq!(n, out.len());
-        assert_eq!(offload.segments(frame), Ok(n));
         Ok(out)
+    }
+
+    /// What [`resolve`] says of `offload` on `frame`: as many frames emitted as it returns, at
+    /// least one, or none if it refused.
+    fn resolved(offload: &Offload, frame: &[u8]) -> Result<(), OffloadError> {
+        let mut emitted = 0;
+        let result = resolve(offload, frame, &mut Vec::new(), |_| emitted += 1);
+        match result {
+            Ok(n) => assert!(n == emitted && n >= 1, "{n} frames, {emitted} emitted"),
+            Err(_) => assert_eq!(emitted, 0),
+        }
+        result.map(|_| ())
     }
 
     /// Checks every segment of `spec`'s super-frame cut at `mss` on its own, and that their
@@ -1015,8 +986,6 @@ mod tests {
             assert_eq!(seg[l4 + 18..hl], original[l4 + 18..hl]);
             let tcp = pseudo_and_segment(seg, l3, l4, spec.ipv4, IPPROTO_TCP);
             assert!(verifies(&tcp), "segment {i} TCP checksum");
-            // A plain frame: nothing left to do, and it passes as one.
-            assert_eq!(Offload::NONE.check(seg), Ok(()));
             payload.extend_from_slice(&seg[hl..]);
         }
         assert_eq!(payload, spec.payload());
@@ -1027,8 +996,8 @@ mod tests {
         let spec = Spec::new(true, 3 * usize::from(MSS) + 100);
         let frame = spec.frame();
         let offload = spec.offload(MSS);
-        assert_eq!(offload.segments(&frame), Ok(4));
         let segments = collect(&offload, &frame).unwrap();
+        assert_eq!(segments.len(), 4);
         verify_segments(&spec, MSS, &segments);
         // The identification wraps: 0xfffe, 0xffff, 0, 1.
         let ids: Vec<u16> = segments
@@ -1149,16 +1118,14 @@ mod tests {
     fn udp_checksum_completion() {
         for payload in [&b"hello, overlay"[..], b"odd", b""] {
             let frame = udp4_partial(payload);
-            let mut in_place = frame.clone();
-            complete_checksum(&UDP_CSUM, &mut in_place).unwrap();
-            assert!(verifies(&pseudo_and_segment(&in_place, 14, 34, true, 17)));
-            assert_ne!(in_place[40..42], [0, 0]);
+            let [done] = &collect(&UDP_CSUM, &frame).unwrap()[..] else {
+                panic!("not one frame");
+            };
+            assert!(verifies(&pseudo_and_segment(done, 14, 34, true, 17)));
+            assert_ne!(done[40..42], [0, 0]);
             // Only the checksum changed.
-            assert_eq!(in_place[..40], frame[..40]);
-            assert_eq!(in_place[42..], frame[42..]);
-            // Through resolve: the same frame, the original untouched.
-            let out = collect(&UDP_CSUM, &frame).unwrap();
-            assert_eq!(out, [in_place]);
+            assert_eq!(done[..40], frame[..40]);
+            assert_eq!(done[42..], frame[42..]);
         }
     }
 
@@ -1170,9 +1137,11 @@ mod tests {
         let fill = u16::try_from(0xffff - sum).unwrap();
         let at = frame.len() - 2;
         frame[at..].copy_from_slice(&fill.to_be_bytes());
-        complete_checksum(&UDP_CSUM, &mut frame).unwrap();
-        assert_eq!(frame[40..42], [0xff, 0xff]);
-        assert!(verifies(&pseudo_and_segment(&frame, 14, 34, true, 17)));
+        let [done] = &collect(&UDP_CSUM, &frame).unwrap()[..] else {
+            panic!("not one frame");
+        };
+        assert_eq!(done[40..42], [0xff, 0xff]);
+        assert!(verifies(&pseudo_and_segment(done, 14, 34, true, 17)));
     }
 
     #[test]
@@ -1181,7 +1150,7 @@ mod tests {
         // gives the checksum segmentation computes from scratch.
         let spec = Spec::new(true, 1000);
         let mut frame = spec.frame();
-        let resolved = collect(&spec.offload(MSS), &frame).unwrap().remove(0);
+        let segmented = collect(&spec.offload(MSS), &frame).unwrap().remove(0);
         let l4 = spec.l4();
         let mut pseudo = frame[26..34].to_vec();
         pseudo.extend_from_slice(&[0, IPPROTO_TCP]);
@@ -1193,8 +1162,7 @@ mod tests {
             gso_size: 0,
             ..spec.offload(MSS)
         };
-        complete_checksum(&offload, &mut frame).unwrap();
-        assert_eq!(frame, resolved);
+        assert_eq!(collect(&offload, &frame).unwrap(), [segmented]);
     }
 
     #[test]
@@ -1220,24 +1188,10 @@ mod tests {
             assert_eq!(n, Ok(1));
             assert_eq!(out, std::slice::from_ref(&frame));
             assert!(scratch.is_empty() && scratch.capacity() == 0);
-            let mut copy = frame.clone();
-            assert_eq!(complete_checksum(&offload, &mut copy), Ok(()));
-            assert_eq!(copy, frame);
         }
         assert!(!UDP_CSUM.is_none());
         assert!(!Spec::new(true, 1).offload(MSS).is_none());
         assert_eq!(Offload::default(), Offload::NONE);
-    }
-
-    #[test]
-    fn complete_checksum_refuses_gso() {
-        let spec = Spec::new(true, 3000);
-        let mut frame = spec.frame();
-        assert_eq!(
-            complete_checksum(&spec.offload(MSS), &mut frame),
-            Err(OffloadError::NeedsSegmentation)
-        );
-        assert_eq!(frame, spec.frame());
     }
 
     #[test]
@@ -1311,7 +1265,7 @@ mod tests {
     fn inconsistent_offloads_are_refused() {
         let frame = udp4_partial(b"x");
         let len = frame.len();
-        let check = |offload: Offload| offload.check(&frame);
+        let check = |offload: Offload| resolved(&offload, &frame);
         assert_eq!(
             check(Offload {
                 ecn: true,
@@ -1348,14 +1302,11 @@ mod tests {
                     len
                 })
             );
-            let mut copy = frame.clone();
-            assert!(complete_checksum(&at(start, offset), &mut copy).is_err());
-            assert_eq!(copy, frame);
         }
         let spec = Spec::new(true, 3000);
         let frame = spec.frame();
         assert_eq!(
-            spec.offload(0).check(&frame),
+            resolved(&spec.offload(0), &frame),
             Err(OffloadError::ZeroGsoSize)
         );
         let misplaced = Offload {
@@ -1363,7 +1314,7 @@ mod tests {
             ..spec.offload(MSS)
         };
         assert_eq!(
-            misplaced.check(&frame),
+            resolved(&misplaced, &frame),
             Err(OffloadError::ChecksumNotTcp {
                 csum_start: 34,
                 csum_offset: 6,
@@ -1375,12 +1326,12 @@ mod tests {
             ..spec.offload(MSS)
         };
         assert!(matches!(
-            misplaced.check(&frame),
+            resolved(&misplaced, &frame),
             Err(OffloadError::ChecksumNotTcp { .. })
         ));
     }
 
-    /// `check` of `spec`'s offload on its frame after `mangle`.
+    /// What [`resolve`] says of `spec`'s offload on its frame after `mangle`.
     fn mangled(spec: &Spec, mangle: impl FnOnce(&mut Vec<u8>)) -> Result<(), OffloadError> {
         let mut frame = spec.frame();
         mangle(&mut frame);
@@ -1389,16 +1340,7 @@ mod tests {
             hdr_len: 0,
             ..spec.offload(MSS)
         };
-        let result = offload.check(&frame);
-        // The same refusal from every entry point, and nothing emitted.
-        assert_eq!(offload.segments(&frame).err(), result.clone().err());
-        let mut emitted = 0;
-        let resolved = resolve(&offload, &frame, &mut Vec::new(), |_| emitted += 1);
-        assert_eq!(resolved.err(), result.clone().err());
-        if result.is_err() {
-            assert_eq!(emitted, 0);
-        }
-        result
+        resolved(&offload, &frame)
     }
 
     #[test]
@@ -1574,15 +1516,18 @@ mod tests {
                 let Ok(offload) = parse(&header) else { continue };
                 prop_assert_eq!(Offload::from_vnet_hdr(&offload.to_vnet_hdr()), Ok(offload));
                 prop_assert_eq!(Offload::decode(&offload.encode()), Ok(offload));
-                let mut emitted = 0;
-                let result = resolve(&offload, &frame, &mut Vec::new(), |_| emitted += 1);
-                prop_assert_eq!(result.clone(), offload.segments(&frame));
-                prop_assert_eq!(result.clone().map(|_| ()), offload.check(&frame));
-                if let Ok(n) = result {
-                    prop_assert_eq!(n, emitted);
+                let mut lengths = Vec::new();
+                let result = resolve(&offload, &frame, &mut Vec::new(), |f| lengths.push(f.len()));
+                match result {
+                    Ok(n) => {
+                        prop_assert_eq!(n, lengths.len());
+                        // Without GSO, one frame of the input's length.
+                        if offload.gso == Gso::None {
+                            prop_assert_eq!(lengths, [frame.len()]);
+                        }
+                    }
+                    Err(_) => prop_assert!(lengths.is_empty()),
                 }
-                let mut copy = frame.clone();
-                let _ = complete_checksum(&offload, &mut copy);
             }
             let vnet = Offload::from_vnet_hdr(&header);
             if let Ok(offload) = vnet {
@@ -1602,12 +1547,7 @@ mod tests {
             let mut frame = spec.frame();
             frame.truncate(keep.index(frame.len() + 1));
             if let Ok(offload) = Offload::decode(&header) {
-                let mut emitted = 0;
-                let result = resolve(&offload, &frame, &mut Vec::new(), |_| emitted += 1);
-                prop_assert_eq!(result.clone(), offload.segments(&frame));
-                if let Ok(n) = result {
-                    prop_assert_eq!(n, emitted);
-                }
+                let _ = resolved(&offload, &frame);
             }
         }
     }
