@@ -319,25 +319,7 @@ fn vnet_round_trip(name: &str) {
         hosts.len() + 1,
         "a daemon per host and the Proxy"
     );
-    // Each daemon runs in its node's network namespace and cgroup.
-    for d in daemons {
-        assert_eq!(d["alive"], true, "{d}");
-        let (pid, node) = (d["pid"].as_u64().unwrap(), d["node"].as_str().unwrap());
-        let netns = |path: String| {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata(&path).map(|m| m.ino()).unwrap_or(0)
-        };
-        assert_eq!(
-            netns(format!("/proc/{pid}/ns/net")),
-            netns(format!("/run/netns/tb-{}.{node}", run.name)),
-            "vnetd on {node} is not in its namespace"
-        );
-        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-        assert!(
-            cgroup.contains(&format!(":/testbed/{}/{node}\n", run.name)),
-            "vnetd on {node}: {cgroup}"
-        );
-    }
+    assert_daemons_placed(&run, daemons, "vnetd");
 
     // The layout: a guest has lo and its TAP eth0 (MAC, MTU 1500, up); hosts have only their
     // underlay NIC; the Proxy's LAN bridge holds the user's cable and the daemon's lan0.
@@ -424,6 +406,25 @@ fn wan_vnet() {
     vnet_round_trip("wan");
 }
 
+/// Each daemon `status` lists (as `what`) is alive and runs in its node's network namespace
+/// and cgroup.
+fn assert_daemons_placed(run: &Run, daemons: &[serde_json::Value], what: &str) {
+    for d in daemons {
+        let (pid, node) = (d["pid"].as_u64().unwrap(), d["node"].as_str().unwrap());
+        assert_eq!(d["alive"], true, "{d}");
+        assert_eq!(
+            ns_inode(&format!("/proc/{pid}/ns/net")),
+            ns_inode(&format!("/run/netns/tb-{}.{node}", run.name)),
+            "{what} on {node} is not in its namespace"
+        );
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        assert!(
+            cgroup.contains(&format!(":/testbed/{}/{node}\n", run.name)),
+            "{what} on {node}: {cgroup}"
+        );
+    }
+}
+
 /// The inode of a namespace file (`/proc/PID/ns/net`, `/run/netns/NAME`), 0 if missing.
 fn ns_inode(path: &str) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -443,20 +444,7 @@ fn dataplane_tinc() {
     assert_eq!(status["underlay_mtu"], 1500);
     let daemons = status["tinc"]["daemons"].as_array().unwrap();
     assert_eq!(daemons.len(), run.nodes("host").len() + 1, "{status}");
-    for d in daemons {
-        let (pid, node) = (d["pid"].as_u64().unwrap(), d["node"].as_str().unwrap());
-        assert_eq!(d["alive"], true, "{d}");
-        assert_eq!(
-            ns_inode(&format!("/proc/{pid}/ns/net")),
-            ns_inode(&format!("/run/netns/tb-{}.{node}", run.name)),
-            "tincd on {node} is not in its namespace"
-        );
-        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-        assert!(
-            cgroup.contains(&format!(":/testbed/{}/{node}\n", run.name)),
-            "tincd on {node}: {cgroup}"
-        );
-    }
+    assert_daemons_placed(&run, daemons, "tincd");
     let out = ok(
         run.exec("host1", &["ip", "-o", "link", "show", "master", "br0"]),
         "host1 bridge",

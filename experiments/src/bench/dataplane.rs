@@ -42,7 +42,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -50,6 +50,7 @@ use serde_json::{json, Value};
 use vnetd::model::{LinkKind, Mac, Name, Topology};
 use vnetd::online::{self, Hosts, Session};
 
+use super::common::{machine_ticks, on, output, ping_rtts_us, spread, Runs};
 use crate::patterns::report::{median, percentile};
 use crate::scenario::Scenario;
 use crate::testbed::{self, plan::netns_name, sys, vnet, Mode, Options as UpOptions, RunState};
@@ -145,7 +146,7 @@ impl Config {
     /// The name of its run.
     #[must_use]
     pub fn run(self) -> String {
-        format!("dp-{}", self.mode())
+        run_name(self.mode())
     }
 
     /// The fast path's link kind, for the vnetd fast-path rows.
@@ -191,38 +192,6 @@ pub fn fast_path(
     let mut t = star.clone();
     vnetd::lang::add_fast_path(&mut t, &vnetd::lang::guest_homes(star, proxy), a, b, kind);
     Ok(t)
-}
-
-/// Busy and total CPU time in clock ticks, summed over all CPUs, from `/proc/stat`'s text: busy
-/// is every state but idle and iowait (user, nice, system, irq, softirq, steal; guest time is
-/// inside user already).
-///
-/// # Errors
-/// If the first line is not the `cpu` line.
-pub fn cpu_ticks(stat: &str) -> Result<(u64, u64)> {
-    let line = stat.lines().next().unwrap_or_default();
-    let mut f = line.split_whitespace();
-    if f.next() != Some("cpu") {
-        bail!("/proc/stat does not start with the `cpu` line: {line}");
-    }
-    let v: Vec<u64> = f.map(|x| x.parse().unwrap_or(0)).collect();
-    if v.len() < 8 {
-        bail!("/proc/stat `cpu` line has {} fields: {line}", v.len());
-    }
-    // user nice system idle iowait irq softirq steal [guest guest_nice]
-    let busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-    let total = busy + v[3] + v[4];
-    Ok((busy, total))
-}
-
-/// RTTs in µs of every reply in `ping`'s output.
-#[must_use]
-pub fn ping_rtts_us(text: &str) -> Vec<f64> {
-    text.lines()
-        .filter_map(|l| l.split("time=").nth(1))
-        .filter_map(|t| t.split_whitespace().next()?.parse::<f64>().ok())
-        .map(|ms| ms * 1e3)
-        .collect()
 }
 
 /// What one iperf3 client report says.
@@ -362,45 +331,6 @@ pub fn wakeup_pair_rtts(pings: usize, interval: Duration) -> Result<Vec<f64>> {
     result.map(|()| rtts)
 }
 
-/// Takes runs down when dropped.
-struct Runs(Vec<String>);
-
-impl Drop for Runs {
-    fn drop(&mut self) {
-        for r in &self.0 {
-            if let Err(e) = testbed::down(r) {
-                eprintln!("bench dataplane: taking down run {r}: {e:#}");
-            }
-        }
-    }
-}
-
-fn on(run: &str, node: &str, args: &[&str]) -> Result<Command> {
-    let mut c = Command::new(testbed::sibling_binary("testbed")?);
-    c.args(["exec", run, node, "--"]).args(args);
-    Ok(c)
-}
-
-fn output(mut c: Command, what: &str) -> Result<String> {
-    let out = c
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("run {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            String::from_utf8_lossy(&out.stdout).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn machine_ticks() -> Result<(u64, u64)> {
-    cpu_ticks(&std::fs::read_to_string("/proc/stat").context("read /proc/stat")?)
-}
-
 fn clock_ticks_per_s() -> f64 {
     // SAFETY: sysconf reads a constant of the system; it has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -430,6 +360,11 @@ fn proxy_nic_bytes(run: &str) -> Result<u64> {
     })
 }
 
+/// The name of the bench's run in `mode`.
+fn run_name(mode: Mode) -> String {
+    format!("dp-{mode}")
+}
+
 /// One brought-up run: its state, and its iperf3 server in vm2.
 struct Up {
     state: RunState,
@@ -438,7 +373,7 @@ struct Up {
 }
 
 fn bring_up(scenario: &std::path::Path, mode: Mode) -> Result<Up> {
-    let run = format!("dp-{mode}");
+    let run = run_name(mode);
     eprintln!("bench dataplane: testbed up {run} ({mode} mode)");
     let state = testbed::up_with(
         scenario,
@@ -456,7 +391,7 @@ fn bring_up(scenario: &std::path::Path, mode: Mode) -> Result<Up> {
         );
     }
     let vm2_ip = guests[1].ip.context("vm2 has no address")?.to_string();
-    let server = on(
+    let mut server = on(
         &run,
         "vm2",
         &["iperf3", "-s", "-4", "-p", &IPERF_PORT.to_string()],
@@ -466,16 +401,16 @@ fn bring_up(scenario: &std::path::Path, mode: Mode) -> Result<Up> {
     .stderr(Stdio::null())
     .spawn()
     .context("start iperf3 server in vm2")?;
-    let start = Instant::now();
-    sys::in_netns(&netns_name(&run, "vm2"), || loop {
-        if sys::tcp_listening(IPERF_PORT)? {
-            return Ok(());
-        }
-        if start.elapsed() > Duration::from_secs(10) {
-            bail!("iperf3 server in vm2 of {run} does not listen");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    })?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    testbed::wait_listening(
+        &run,
+        "vm2",
+        IPERF_PORT,
+        deadline,
+        "iperf3 -s",
+        &mut server,
+        None,
+    )?;
     Ok(Up {
         state,
         server,
@@ -501,9 +436,15 @@ impl Overlay {
         let hosts = Hosts::load(&vnet::hosts_file(run))?;
         let star = vnetd::cli::load("star.vnet", &std::fs::read_to_string(vnet::star_file(run))?)?;
         let guests = state.guests();
+        let v = vnet::of(state)?;
+        // The MAC each guest's port takes, as the plan gave it.
         let mac = |i: usize| -> Result<Mac> {
-            let n: usize = guests[i].name[2..].parse()?;
-            Ok(crate::scenario::guest_mac(n).parse()?)
+            let name = &guests[i].name;
+            let port = v.ports.iter().find(|p| p.name == *name);
+            let mac = port.and_then(|p| p.mac.as_deref());
+            Ok(mac
+                .with_context(|| format!("no port for {name}"))?
+                .parse()?)
         };
         Ok(Overlay {
             key,
@@ -599,7 +540,8 @@ fn measure(
 ) -> Result<Sample> {
     let run = up.state.run.as_str();
     let ip = up.vm2_ip.as_str();
-    if let (Some(o), Config::VnetProxy | Config::VnetUdp | Config::VnetTcp) = (overlay, c) {
+    // `run` passes the overlay to the vnet-mode configurations only.
+    if let Some(o) = overlay {
         o.configure(run, c)?;
     }
     // Warm the path: ARP, bridges' tables, tinc's keys.
@@ -701,13 +643,6 @@ fn measure(
     })
 }
 
-/// Median, min and max.
-fn spread(xs: &[f64]) -> (f64, f64, f64) {
-    let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (median(xs), min, max)
-}
-
 /// Runs the benchmark; prints tables; returns the headline figures.
 ///
 /// # Errors
@@ -724,7 +659,7 @@ pub fn run(opts: &Options) -> Result<Value> {
     let mut guard = Runs(Vec::new());
     let mut ups: BTreeMap<String, Up> = BTreeMap::new();
     for mode in modes {
-        guard.0.push(format!("dp-{mode}"));
+        guard.0.push(run_name(mode));
         let up = bring_up(&opts.scenario, mode)?;
         ups.insert(up.state.run.clone(), up);
     }
@@ -959,6 +894,7 @@ fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::common::cpu_ticks;
     use vnetd::model::{DstMatch, Link, SrcMatch, Target};
 
     fn star() -> Topology {

@@ -15,12 +15,13 @@
 //! spread (min–max), and the ratios are of medians.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
+use super::common::{machine_ticks, on, output, ping_rtts_us, spread, Runs};
 use super::model::Underlay;
 use crate::patterns::topology::{Graph, Topology};
 use crate::scenario::Scenario;
@@ -43,34 +44,6 @@ pub struct Options {
     pub links: bool,
 }
 
-/// Takes a run down when dropped.
-struct RunGuard(String);
-
-impl Drop for RunGuard {
-    fn drop(&mut self) {
-        if let Err(e) = testbed::down(&self.0) {
-            eprintln!("bench: taking down run {}: {e:#}", self.0);
-        }
-    }
-}
-
-fn on(run: &str, node: &str, args: &[&str]) -> Result<Command> {
-    let mut c = Command::new(testbed::sibling_binary("testbed")?);
-    c.args(["exec", run, node, "--"]).args(args);
-    Ok(c)
-}
-
-fn output(mut c: Command, what: &str) -> Result<String> {
-    let out = c.output().with_context(|| format!("run {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// Median and spread of some samples.
 #[derive(Debug, Clone, Copy)]
 struct Stat {
@@ -81,13 +54,8 @@ struct Stat {
 
 impl Stat {
     fn of(xs: &[f64]) -> Stat {
-        let mut v = xs.to_vec();
-        v.sort_by(f64::total_cmp);
-        Stat {
-            median: crate::patterns::report::median(&v),
-            min: v[0],
-            max: v[v.len() - 1],
-        }
+        let (median, min, max) = spread(xs);
+        Stat { median, min, max }
     }
 }
 
@@ -101,10 +69,9 @@ fn ping(run: &str, from: &str, ip: &str) -> Result<Vec<f64>> {
         )?,
         "ping",
     )?;
-    let samples: Vec<f64> = text
-        .lines()
-        .filter_map(|l| l.split("time=").nth(1))
-        .filter_map(|t| t.split_whitespace().next()?.parse().ok())
+    let samples: Vec<f64> = ping_rtts_us(&text)
+        .into_iter()
+        .map(|us| us / 1e3)
         .skip(1)
         .collect();
     if samples.len() < 10 {
@@ -156,20 +123,6 @@ fn iperf(run: &str, from: &str, to: &str, ip: &str, seconds: u32) -> Result<f64>
     result
 }
 
-/// Busy and total jiffies of the whole machine.
-fn cpu_times() -> Result<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat.lines().next().context("/proc/stat")?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    Ok((total - idle, total))
-}
-
 #[allow(clippy::cast_precision_loss)]
 fn rate_f64(bps: u64) -> f64 {
     bps as f64
@@ -194,7 +147,7 @@ pub fn run(opts: &Options) -> Result<serde_json::Value> {
         let run = "fidelity";
         eprintln!("bench fidelity: bringing up {} ...", file.display());
         let state = testbed::up(file, Some(run), Mode::Direct)?;
-        let _guard = RunGuard(run.to_string());
+        let _guard = Runs(vec![run.to_string()]);
         let u = Underlay::new(&scenario, &state.plan);
         let underlay: Vec<(String, String)> = state
             .plan
@@ -351,9 +304,9 @@ pub fn run(opts: &Options) -> Result<serde_json::Value> {
             let mut measured = Vec::new();
             let mut busy_max = 0.0f64;
             for _ in 0..opts.repeat {
-                let before = cpu_times()?;
+                let before = machine_ticks()?;
                 let summary = testbed::run_patterns(run, None, &args, Duration::from_secs(900))?;
-                let after = cpu_times()?;
+                let after = machine_ticks()?;
                 #[allow(clippy::cast_precision_loss)]
                 let busy = 100.0 * (after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64;
                 busy_max = busy_max.max(busy);

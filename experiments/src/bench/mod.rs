@@ -3,6 +3,7 @@
 //! dataplane` (the overlay's data path against no overlay, VXLAN and tinc). Every benchmark
 //! prints readable tables, then as its last stdout line one JSON object of its headline figures.
 
+mod common;
 pub mod dataplane;
 pub mod fidelity;
 pub mod model;

@@ -158,6 +158,83 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf> {
     )
 }
 
+/// Starts `program ARGS` on `node` of run `run` (`testbed exec`), in a process group of its
+/// own, with no stdin and its stdout and stderr to the file `log`; `what` names it in errors.
+pub(super) fn start_on_node(
+    run: &str,
+    node: &str,
+    what: &str,
+    program: &Path,
+    args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+    log: &Path,
+) -> Result<std::process::Child> {
+    let testbed = sibling_binary("testbed")?;
+    let file = fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+    Command::new(&testbed)
+        .args(["exec", run, node, "--"])
+        .arg(program)
+        .args(args)
+        // A log file, not a terminal: no colour codes.
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("start {what} on {node}"))
+}
+
+/// The last `lines` lines of a log file, for an error message.
+pub(super) fn log_tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let tail = all[all.len().saturating_sub(lines)..].join("\n  ");
+    if tail.is_empty() {
+        "(empty)".into()
+    } else {
+        format!("\n  {tail}")
+    }
+}
+
+/// Waits, inside the namespace of `node` of run `run`, until something listens on TCP `port`;
+/// fails at once if `child` (`what`, logging to `log`) exits first, and at `deadline`
+/// otherwise, each time with the last lines of its log.
+pub fn wait_listening(
+    run: &str,
+    node: &str,
+    port: u16,
+    deadline: Instant,
+    what: &str,
+    child: &mut std::process::Child,
+    log: Option<&Path>,
+) -> Result<()> {
+    let start = Instant::now();
+    let log_text = || {
+        log.map_or(String::new(), |l| {
+            format!("; log {}:{}", l.display(), log_tail(l, 10))
+        })
+    };
+    sys::in_netns(&plan::netns_name(run, node), || loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{what} on {node} exited ({status}) before it listened on port {port}{}",
+                log_text()
+            );
+        }
+        if sys::tcp_listening(port)? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{what} on {node} did not listen on port {port} within {:.0} s{}",
+                start.elapsed().as_secs_f64(),
+                log_text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    })
+}
+
 /// Brings scenario `file` up as run `run` (default: the scenario's name) in `mode`.
 ///
 /// Progress goes to stderr. On failure, the error names the step, and the run is taken down.
@@ -716,9 +793,6 @@ pub struct Status {
     pub healthy: bool,
 }
 
-/// Reports the state of run `run`.
-///
-/// # Errors
 /// The pid `up` recorded for the daemon on `node`, and whether it is still alive (in the
 /// node's cgroup).
 fn daemon_liveness(state: &RunState, cg: &Cgroups, node: &str) -> (Option<u32>, bool) {
@@ -732,6 +806,9 @@ fn daemon_liveness(state: &RunState, cg: &Cgroups, node: &str) -> (Option<u32>, 
     (pid, alive)
 }
 
+/// Reports the state of run `run`.
+///
+/// # Errors
 /// If there is no such run.
 pub fn status(run: &str) -> Result<Status> {
     let state = RunState::load(run)?;

@@ -209,11 +209,9 @@ pub struct Plan {
     pub run: String,
     /// Network mode.
     pub mode: Mode,
-    /// Underlay MTU actually used (raised in vxlan mode unless `options.keep_underlay_mtu`).
+    /// Underlay MTU actually used (raised in vxlan mode unless `up` was asked to keep it,
+    /// [`Options::keep_underlay_mtu`]).
     pub underlay_mtu: u32,
-    /// What `up` was asked beyond the mode.
-    #[serde(default)]
-    pub options: Options,
     /// Every node.
     pub nodes: Vec<Node>,
     /// Every wire.
@@ -528,7 +526,6 @@ impl Plan {
             run: run.to_string(),
             mode,
             underlay_mtu: mtu,
-            options,
             nodes: Vec::new(),
             wires: Vec::new(),
             ip: Batches::new(),
@@ -1108,7 +1105,6 @@ delay = "5ms"
         };
         let v = Plan::with_options(&scenario(), "r", Mode::Vxlan, keep);
         assert_eq!(v.underlay_mtu, 1500);
-        assert!(v.options.keep_underlay_mtu);
         let host = &v.ip["tb-r.host1"];
         assert!(host.iter().any(|c| c == "link set eth0 mtu 1500 up"));
         // No lower device (it would cap the VTEP at 1450) and fragmentable outer packets.

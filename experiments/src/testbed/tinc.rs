@@ -13,7 +13,6 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::plan::{self, Tinc, TincNode};
-use super::{sibling_binary, state_dir, step, sys, RunState};
+use super::{log_tail, start_on_node, state_dir, step, wait_listening, RunState};
 
 /// How long a daemon may take from its start until it listens.
 pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -94,7 +93,17 @@ pub(super) fn build(state: &mut RunState) -> Result<()> {
                 .extend(started.iter().map(|(node, c)| (node.clone(), c.id())));
             state.save()?;
             for (node, child) in &mut started {
-                wait_listening(&run, node, child)?;
+                let deadline = Instant::now() + LISTEN_TIMEOUT;
+                let log = log_file(&run, node);
+                wait_listening(
+                    &run,
+                    node,
+                    plan::TINC_PORT,
+                    deadline,
+                    "tincd",
+                    child,
+                    Some(&log),
+                )?;
             }
             children.extend(started);
             Ok(())
@@ -192,31 +201,9 @@ fn share_host_files(run: &str, t: &Tinc) -> Result<()> {
 
 /// Starts the daemon of `n` on its node, its stdout and stderr to its log file.
 fn start(run: &str, n: &TincNode) -> Result<Child> {
-    let testbed = sibling_binary("testbed")?;
-    let log_path = log_file(run, &n.node);
-    let log =
-        fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
-    Command::new(&testbed)
-        .args(["exec", run, &n.node, "--", "tincd"])
-        .args(TincNode::args(&node_dir(run, &n.node)))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("start tincd on {}", n.node))
-}
-
-/// The last lines of a log file, for an error message.
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    let tail = all[all.len().saturating_sub(lines)..].join("\n  ");
-    if tail.is_empty() {
-        "(empty)".into()
-    } else {
-        format!("\n  {tail}")
-    }
+    let args = TincNode::args(&node_dir(run, &n.node));
+    let log = log_file(run, &n.node);
+    start_on_node(run, &n.node, "tincd", Path::new("tincd"), args, &log)
 }
 
 fn exited(run: &str, node: &str, status: std::process::ExitStatus, what: &str) -> anyhow::Error {
@@ -224,33 +211,8 @@ fn exited(run: &str, node: &str, status: std::process::ExitStatus, what: &str) -
     anyhow!(
         "tincd on {node} exited ({status}) {what}; log {}:{}",
         log.display(),
-        tail(&log, 10)
+        log_tail(&log, 10)
     )
-}
-
-/// Waits until the daemon on `node` listens on its port (looking inside its namespace); fails
-/// at once if it exits, and after [`LISTEN_TIMEOUT`] otherwise.
-fn wait_listening(run: &str, node: &str, child: &mut Child) -> Result<()> {
-    let start = Instant::now();
-    sys::in_netns(&plan::netns_name(run, node), || loop {
-        if let Some(status) = child.try_wait()? {
-            return Err(exited(run, node, status, "before it listened"));
-        }
-        if sys::tcp_listening(plan::TINC_PORT)? {
-            return Ok(());
-        }
-        if start.elapsed() > LISTEN_TIMEOUT {
-            let log = log_file(run, node);
-            bail!(
-                "tincd on {node} did not listen on port {} within {:.0} s; log {}:{}",
-                plan::TINC_PORT,
-                start.elapsed().as_secs_f64(),
-                log.display(),
-                tail(&log, 10)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    })
 }
 
 /// Waits until every daemon has reached every other (its `host-up` ran for each).
@@ -291,7 +253,7 @@ fn wait_reachable(run: &str, t: &Tinc, children: &mut [(String, Child)]) -> Resu
                     format!(
                         "\nlog of tincd on {}:{}",
                         n.node,
-                        tail(&log_file(run, &n.node), 5)
+                        log_tail(&log_file(run, &n.node), 5)
                     )
                 })
                 .collect();
@@ -326,7 +288,7 @@ fn check_taps(run: &str, t: &Tinc) -> Result<()> {
                 plan::GUEST_MTU,
                 text.trim(),
                 log_file(run, &n.node).display(),
-                tail(&log_file(run, &n.node), 5)
+                log_tail(&log_file(run, &n.node), 5)
             ),
         }
     }

@@ -12,7 +12,6 @@
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,7 +20,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use rand::RngCore as _;
 
 use super::plan::{self, Vnet};
-use super::{sibling_binary, state_dir, step, sys, RunState};
+use super::{
+    log_tail, sibling_binary, start_on_node, state_dir, step, sys, wait_listening, RunState,
+};
 
 /// How long a daemon may take from its start until its control port accepts connections.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -121,7 +122,7 @@ fn vnetctl(run: &str, v: &Vnet, args: &[String]) -> Result<String> {
                     "\nlog of vnetd on {} ({}):{}",
                     d.node,
                     log.display(),
-                    tail(&log, 5)
+                    log_tail(&log, 5)
                 )
             })
             .collect();
@@ -243,41 +244,17 @@ fn write_star(run: &str, v: &Vnet) -> Result<()> {
 
 /// Starts every daemon on its node, its stdout and stderr to its log file.
 fn start_daemons(run: &str, v: &Vnet) -> Result<Vec<(String, Child)>> {
-    let testbed = sibling_binary("testbed")?;
     let vnetd = sibling_binary("vnetd")?;
     let key = key_file(run);
-    let mut children = Vec::new();
-    for d in &v.daemons {
-        let log_path = log_file(run, &d.node);
-        let log = fs::File::create(&log_path)
-            .with_context(|| format!("create {}", log_path.display()))?;
-        let child = Command::new(&testbed)
-            .args(["exec", run, &d.node, "--"])
-            .arg(&vnetd)
-            .args(d.args(&key, &daemon_state_dir(run, &d.node)))
-            // A log file, not a terminal: no colour codes.
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("start vnetd on {}", d.node))?;
-        children.push((d.node.clone(), child));
-    }
-    Ok(children)
-}
-
-/// The last lines of a log file, for an error message.
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    let tail = all[all.len().saturating_sub(lines)..].join("\n  ");
-    if tail.is_empty() {
-        "(empty)".into()
-    } else {
-        format!("\n  {tail}")
-    }
+    v.daemons
+        .iter()
+        .map(|d| {
+            let args = d.args(&key, &daemon_state_dir(run, &d.node));
+            let log = log_file(run, &d.node);
+            let child = start_on_node(run, &d.node, "vnetd", &vnetd, args, &log)?;
+            Ok((d.node.clone(), child))
+        })
+        .collect()
 }
 
 /// Waits until every daemon's control port listens (so that it accepts connections), looking
@@ -285,33 +262,18 @@ fn tail(path: &Path, lines: usize) -> String {
 /// [`CONTROL_TIMEOUT`] otherwise.
 fn wait_for_control(run: &str, v: &Vnet, children: &mut [(String, Child)]) -> Result<()> {
     let deadline = Instant::now() + CONTROL_TIMEOUT;
-    let start = Instant::now();
     for (d, (node, child)) in v.daemons.iter().zip(children.iter_mut()) {
         debug_assert_eq!(&d.node, node);
         let log = log_file(run, node);
-        let addr = d.listen;
-        let netns = plan::netns_name(run, node);
-        sys::in_netns(&netns, || loop {
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "vnetd on {node} exited ({status}) before its control port {addr} accepted; log {}:{}",
-                    log.display(),
-                    tail(&log, 10)
-                );
-            }
-            if sys::tcp_listening(addr.port())? {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "vnetd on {node} did not accept on its control port {addr} within {:.0} s; log {}:{}",
-                    start.elapsed().as_secs_f64(),
-                    log.display(),
-                    tail(&log, 10)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        })?;
+        wait_listening(
+            run,
+            node,
+            d.listen.port(),
+            deadline,
+            "vnetd",
+            child,
+            Some(&log),
+        )?;
     }
     Ok(())
 }

@@ -1,0 +1,92 @@
+//! What the benches that bring up testbed runs share: a guard that takes the runs down,
+//! commands on a run's nodes, the machine's CPU time, ping's RTTs and a median with its
+//! spread.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use crate::patterns::report::median;
+use crate::testbed;
+
+/// Takes runs down when dropped.
+pub(crate) struct Runs(pub Vec<String>);
+
+impl Drop for Runs {
+    fn drop(&mut self) {
+        for r in &self.0 {
+            if let Err(e) = testbed::down(r) {
+                eprintln!("bench: taking down run {r}: {e:#}");
+            }
+        }
+    }
+}
+
+/// `args` as a command on `node` of run `run` (`testbed exec`).
+pub(crate) fn on(run: &str, node: &str, args: &[&str]) -> Result<Command> {
+    let mut c = Command::new(testbed::sibling_binary("testbed")?);
+    c.args(["exec", run, node, "--"]).args(args);
+    Ok(c)
+}
+
+/// Runs `c` (`what` in errors) with no stdin; its stdout, or an error with its status and
+/// output.
+pub(crate) fn output(mut c: Command, what: &str) -> Result<String> {
+    let out = c
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("run {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Busy and total CPU time in clock ticks, summed over all CPUs, from `/proc/stat`'s text: busy
+/// is every state but idle and iowait (user, nice, system, irq, softirq, steal; guest time is
+/// inside user already).
+///
+/// # Errors
+/// If the first line is not the `cpu` line.
+pub(crate) fn cpu_ticks(stat: &str) -> Result<(u64, u64)> {
+    let line = stat.lines().next().unwrap_or_default();
+    let mut f = line.split_whitespace();
+    if f.next() != Some("cpu") {
+        bail!("/proc/stat does not start with the `cpu` line: {line}");
+    }
+    let v: Vec<u64> = f.map(|x| x.parse().unwrap_or(0)).collect();
+    if v.len() < 8 {
+        bail!("/proc/stat `cpu` line has {} fields: {line}", v.len());
+    }
+    // user nice system idle iowait irq softirq steal [guest guest_nice]
+    let busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    let total = busy + v[3] + v[4];
+    Ok((busy, total))
+}
+
+/// RTTs in µs of every reply in `ping`'s output.
+#[must_use]
+pub(crate) fn ping_rtts_us(text: &str) -> Vec<f64> {
+    text.lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|ms| ms * 1e3)
+        .collect()
+}
+
+/// The whole machine's busy and total CPU ticks ([`cpu_ticks`] of `/proc/stat`).
+pub(crate) fn machine_ticks() -> Result<(u64, u64)> {
+    cpu_ticks(&std::fs::read_to_string("/proc/stat").context("read /proc/stat")?)
+}
+
+/// Median, min and max.
+pub(crate) fn spread(xs: &[f64]) -> (f64, f64, f64) {
+    let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (median(xs), min, max)
+}
