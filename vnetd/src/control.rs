@@ -121,6 +121,9 @@ pub enum Request {
     },
     /// Every counter ([`Response::Stats`]).
     Stats,
+    /// The application's inferred topology and traffic matrix ([`Response::AppTopology`]):
+    /// the Proxy only.
+    AppTopology,
 }
 
 /// A daemon's answer.
@@ -157,6 +160,8 @@ pub enum Response {
     },
     /// Every counter.
     Stats(Box<Stats>),
+    /// VTTIF's report.
+    AppTopology(Box<vttif::Report>),
 }
 
 /// What a daemon is.
@@ -374,6 +379,10 @@ pub struct Stats {
     pub cache_hits: u64,
     /// Forwarding-cache misses.
     pub cache_misses: u64,
+    /// VTTIF updates of the local traffic matrix: shipped to the Proxy (a host) or fed to
+    /// its inference (the Proxy).
+    #[serde(default)]
+    pub vttif_updates: u64,
 }
 
 /// What went wrong talking to a daemon.

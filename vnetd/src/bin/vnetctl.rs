@@ -291,6 +291,27 @@ enum Command {
         /// The daemon, NAME[:PORT].
         daemon: String,
     },
+    /// The application's topology and traffic matrix as VTTIF infers them at the Proxy:
+    /// edges with their intensities, the shapes they fit, changes, the matrix in bytes/s.
+    AppTopology {
+        /// The Proxy, NAME[:PORT].
+        #[arg(default_value = "proxy")]
+        daemon: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// How `app-topology` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// For people.
+    Text,
+    /// Graphviz.
+    Dot,
+    /// The whole report.
+    Json,
 }
 
 /// How a primitive is checked against the whole overlay before it is sent.
@@ -468,6 +489,7 @@ fn print_response(name: &Name, response: &Response) {
             }
         }
         Response::Stats(stats) => print!("{}", online::stats_text(stats)),
+        Response::AppTopology(report) => print!("{}", report.text()),
     }
 }
 
@@ -700,6 +722,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Info { daemon } => primitive(&mut session(&cli)?, daemon, &Request::Info),
+        Command::AppTopology {
+            daemon: given,
+            format,
+        } => {
+            let mut session = session(&cli)?;
+            let (name, port) = daemon(given)?;
+            match session.call(&name, port, &Request::AppTopology)? {
+                Response::AppTopology(report) => match format {
+                    Format::Text => print!("{}", report.text()),
+                    Format::Dot => print!("{}", report.dot()),
+                    Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                },
+                Response::Error { message } => anyhow::bail!("{name}: {message}"),
+                other => anyhow::bail!("{name}: unexpected answer {other:?}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { file, proxy } => {
             let topology = load(file)?;
             let report = cli::check(&topology, proxy)?;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, ValueEnum};
@@ -52,6 +53,17 @@ struct Cli {
     /// its own (no UDP segmentation or receive offload).
     #[arg(long)]
     no_offloads: bool,
+    /// VTTIF's update rate: how often a host ships its local traffic matrix to the Proxy,
+    /// and the Proxy re-evaluates the application's topology (Hz, at most 20).
+    #[arg(long, default_value_t = vttif::Params::DEFAULT.update_hz)]
+    vttif_update_hz: f64,
+    /// VTTIF's smoothing window at the Proxy (seconds of past traffic the matrix covers).
+    #[arg(long, default_value_t = vttif::Params::DEFAULT.window.as_secs_f64())]
+    vttif_window: f64,
+    /// VTTIF's detection threshold at the Proxy: the fraction of the heaviest pair's traffic
+    /// a pair needs to be an edge of the topology.
+    #[arg(long, default_value_t = vttif::Params::DEFAULT.threshold)]
+    vttif_threshold: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -131,6 +143,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         state_dir,
         underlay_mtu: cli.underlay_mtu,
         offloads: !cli.no_offloads,
+        vttif: vttif::Params {
+            update_hz: cli.vttif_update_hz,
+            window: Duration::try_from_secs_f64(cli.vttif_window).map_err(|_| {
+                anyhow::anyhow!(
+                    "--vttif-window {}: not a duration in seconds",
+                    cli.vttif_window
+                )
+            })?,
+            threshold: cli.vttif_threshold,
+        },
     })?;
     {
         use std::os::fd::AsRawFd as _;

@@ -330,6 +330,150 @@ pub fn render(stats: &Stats, info: Option<&Info>) -> String {
         &[d, ("result", "miss")],
         stats.cache_misses,
     );
+    let mut f = Family::new(
+        &mut out,
+        "vnetd_vttif_updates_total",
+        "counter",
+        "VTTIF updates of the local traffic matrix: shipped to the Proxy (a host), or fed to the inference (the Proxy).",
+    );
+    f.sample("vnetd_vttif_updates_total", &[d], stats.vttif_updates);
+    out
+}
+
+/// The exposition of the Proxy's VTTIF report: the inferred topology (edges with their
+/// intensities, shapes), the traffic matrix, changes and settle time, and updates per
+/// reporting daemon. Metric names start with `vttif_`; the dashboard queries them.
+pub fn render_vttif(report: &vttif::Report, daemon: &str) -> String {
+    let mut out = String::new();
+    let d = ("daemon", daemon);
+    let mut f = Family::new(
+        &mut out,
+        "vttif_edge_intensity",
+        "gauge",
+        "An edge of the inferred application topology: its traffic over the heaviest edge's (0-1].",
+    );
+    for e in &report.edges {
+        let (a, b) = (e.a.to_string(), e.b.to_string());
+        f.sample(
+            "vttif_edge_intensity",
+            &[d, ("src", &a), ("dst", &b)],
+            e.intensity,
+        );
+    }
+    let mut f = Family::new(
+        &mut out,
+        "vttif_traffic_bytes_per_second",
+        "gauge",
+        "The application's traffic matrix: unicast bytes per second from src to dst over the smoothing window.",
+    );
+    for flow in &report.matrix {
+        let (s, t) = (flow.src.to_string(), flow.dst.to_string());
+        f.sample(
+            "vttif_traffic_bytes_per_second",
+            &[d, ("src", &s), ("dst", &t)],
+            flow.bytes_per_s,
+        );
+    }
+    let mut f = Family::new(
+        &mut out,
+        "vttif_broadcast_bytes_per_second",
+        "gauge",
+        "Broadcast and multicast bytes per second from src to the group address dst over the smoothing window.",
+    );
+    for flow in &report.broadcast {
+        let (s, t) = (flow.src.to_string(), flow.dst.to_string());
+        f.sample(
+            "vttif_broadcast_bytes_per_second",
+            &[d, ("src", &s), ("dst", &t)],
+            flow.bytes_per_s,
+        );
+    }
+    let mut f = Family::new(
+        &mut out,
+        "vttif_topology_shape",
+        "gauge",
+        "1 for every known shape the inferred topology has (ring, torus:4x2, ...).",
+    );
+    for shape in &report.shapes {
+        f.sample("vttif_topology_shape", &[d, ("shape", shape)], 1);
+    }
+    let mut f = Family::new(
+        &mut out,
+        "vttif_topology_edges",
+        "gauge",
+        "Edges of the inferred topology.",
+    );
+    f.sample("vttif_topology_edges", &[d], report.edges.len());
+    let mut f = Family::new(
+        &mut out,
+        "vttif_topology_changes_total",
+        "counter",
+        "Changes of the inferred topology declared.",
+    );
+    f.sample("vttif_topology_changes_total", &[d], report.changes);
+    if let Some(change) = &report.last_change {
+        let mut f = Family::new(
+            &mut out,
+            "vttif_settle_seconds",
+            "gauge",
+            "Of the last change: seconds from its first sign to its declaration.",
+        );
+        f.sample("vttif_settle_seconds", &[d], change.settle_s);
+        let mut f = Family::new(
+            &mut out,
+            "vttif_last_change_age_seconds",
+            "gauge",
+            "Seconds since the last change was declared.",
+        );
+        f.sample(
+            "vttif_last_change_age_seconds",
+            &[d],
+            report.now_s - change.at_s,
+        );
+    }
+    for (metric, help, pick) in [
+        (
+            "vttif_updates_received_total",
+            "VTTIF updates accepted from a daemon.",
+            0,
+        ),
+        (
+            "vttif_updates_rejected_total",
+            "VTTIF updates from a daemon refused as malformed.",
+            1,
+        ),
+        (
+            "vttif_updates_lost_total",
+            "VTTIF updates from a daemon that never arrived (gaps in their numbers).",
+            2,
+        ),
+    ] {
+        let mut f = Family::new(&mut out, metric, "counter", help);
+        for (name, r) in &report.reporters {
+            let v = [r.received, r.rejected, r.lost][pick];
+            f.sample(metric, &[d, ("reporter", name)], v);
+        }
+    }
+    for (metric, help, v) in [
+        (
+            "vttif_update_hz",
+            "VTTIF's update rate (Hz).",
+            report.update_hz,
+        ),
+        (
+            "vttif_window_seconds",
+            "VTTIF's smoothing window (s).",
+            report.window_s,
+        ),
+        (
+            "vttif_threshold",
+            "VTTIF's detection threshold (fraction of the heaviest edge).",
+            report.threshold,
+        ),
+    ] {
+        let mut f = Family::new(&mut out, metric, "gauge", help);
+        f.sample(metric, &[d], v);
+    }
     out
 }
 

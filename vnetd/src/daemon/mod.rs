@@ -78,6 +78,7 @@ mod metrics;
 pub mod server;
 pub mod state;
 mod tcp;
+mod traffic;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -90,7 +91,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use foldhash::fast::RandomState;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::control::{
     Info, LinkInfo, LinkStats, PortInfo, PortKind, PortSpec, PortStats, Request, Response, Stats,
@@ -109,7 +110,7 @@ use crate::wire::{
 };
 
 use device::{Device, Read, Wrote};
-pub use metrics::render as render_metrics;
+pub use metrics::{render as render_metrics, render_vttif};
 pub use state::{Saved, SavedLink, StateError};
 use tcp::TcpConn;
 
@@ -145,6 +146,9 @@ pub struct Config {
     /// super-frames), and the link socket uses UDP segmentation and receive offload. On
     /// by default; see "Offloads" above.
     pub offloads: bool,
+    /// VTTIF's parameters: the update rate at which hosts ship their local matrices, and
+    /// (at the Proxy) the inference's window and threshold ([`traffic`]).
+    pub vttif: vttif::Params,
 }
 
 /// A frame as the data plane carries it: plain, or (`offload`) behind the 10-byte
@@ -241,6 +245,9 @@ pub enum StartError {
     /// The link socket could not be bound.
     #[error(transparent)]
     Udp(#[from] crate::io::udp::UdpError),
+    /// VTTIF's parameters are out of range.
+    #[error(transparent)]
+    Vttif(#[from] vttif::ParamsError),
     /// Something else at the edge (the wake-up socket).
     #[error("{what}: {source}")]
     Io {
@@ -352,6 +359,12 @@ pub struct Daemon {
     scratch: Vec<u8>,
     wake: UnixDatagram,
     syncer: state::Syncer,
+    /// Traffic that entered the overlay here since the last update.
+    matrix: traffic::LocalMatrix,
+    /// The Proxy's inference service.
+    vttif: Option<vttif::Service>,
+    /// When the next update is due.
+    next_update: Duration,
 }
 
 fn count(map: &mut BTreeMap<String, u64>, reason: &str) {
@@ -479,6 +492,10 @@ impl Daemon {
         let slot = if config.offloads { 65_536 } else { 2048 };
         let recv = RecvBatch::new(BATCH, slot)?;
         let syncer = state::Syncer::start(&config.state_dir);
+        let vttif = match config.role {
+            Role::Proxy => Some(vttif::Service::new(config.vttif)?),
+            Role::Host { .. } => None,
+        };
         let mut daemon = Daemon {
             table: Table::new(config.role.clone(), config.name.clone()),
             config,
@@ -491,6 +508,9 @@ impl Daemon {
             scratch: vec![0; crate::io::tap::MAX_FRAME + VNET_HDR_LEN],
             wake: wake_rx,
             syncer,
+            matrix: traffic::LocalMatrix::default(),
+            vttif,
+            next_update: Duration::ZERO,
         };
         daemon.restore(&saved);
         info!(
@@ -660,17 +680,24 @@ impl Daemon {
 
     /// The earliest timer of any link.
     fn next_deadline(&self) -> Option<Duration> {
+        // A host wakes for an update only when it has counted something; the Proxy always
+        // evaluates at the update rate.
+        let update = (self.vttif.is_some() || !self.matrix.is_empty()).then_some(self.next_update);
         self.plane
             .links
             .iter()
             .flatten()
             .flat_map(|l| [l.peer.poll_timeout(), l.rx.poll_timeout()])
             .flatten()
+            .chain(update)
             .min()
     }
 
     /// Runs the timers that are due, and whatever they make the links send or report.
     fn timers(&mut self, now: Duration) {
+        if now >= self.next_update {
+            self.vttif_update(now);
+        }
         for slot in 0..self.plane.links.len() {
             let Some(link) = self.plane.links[slot].as_mut() else {
                 continue;
@@ -705,25 +732,7 @@ impl Daemon {
                     link.tx.keepalive_echo(sent_at, probe_len, buf)
                 }
             };
-            match (sealed, link.kind, link.remote) {
-                (Ok(len), LinkKind::Tcp, _) => {
-                    match link.tcp.as_mut().map(|c| c.send(&buf[..len])) {
-                        Some(Ok(true)) => link.stats.control_tx += 1,
-                        Some(Ok(false)) => count(&mut link.stats.drops, "send-full"),
-                        Some(Err(_)) => failed = true,
-                        None => count(&mut link.stats.drops, "no-connection"),
-                    }
-                }
-                (Ok(len), LinkKind::Udp, Some(dest)) => {
-                    match plane.udp.send_batch(&[(dest, &buf[..len])]) {
-                        Ok(1) => link.stats.control_tx += 1,
-                        Ok(_) => count(&mut link.stats.drops, "send-full"),
-                        Err(_) => count(&mut link.stats.drops, "send-failed"),
-                    }
-                }
-                (Ok(_), LinkKind::Udp, None) => count(&mut link.stats.drops, "no-address"),
-                (Err(_), _, _) => count(&mut link.stats.drops, "seal-failed"),
-            }
+            failed |= send_control(&plane.udp, link, sealed, buf);
         }
         while let Some(event) = link.peer.poll_event() {
             match event {
@@ -980,6 +989,20 @@ impl Daemon {
                             link.stats.control_rx += 1;
                             link.peer.handle_echo(now, sent_at);
                         }
+                        Received::Traffic(update) => {
+                            link.stats.control_rx += 1;
+                            link.peer.handle_datagram(now);
+                            match self.vttif.as_mut() {
+                                Some(service) => {
+                                    if let Err(e) = service.receive(link.name.as_str(), update, now)
+                                    {
+                                        debug!(peer = %link.name, "traffic update: {e}");
+                                        count(&mut link.stats.drops, "bad-traffic-update");
+                                    }
+                                }
+                                None => count(&mut link.stats.drops, "traffic-update-not-proxy"),
+                            }
+                        }
                         Received::Hello(outcome) => {
                             link.stats.control_rx += 1;
                             link.tx.set_peer_session(outcome.session);
@@ -1150,6 +1173,9 @@ impl Daemon {
         };
         let eth = frame.eth();
         let (dst, src) = (mac_at(eth, 0), mac_at(eth, 6));
+        if matches!(from, From::Port(_)) {
+            self.matrix.count(src, dst, eth.len());
+        }
         let decision = self.table.lookup_counted(ingress, src, dst, eth.len());
         let from_link = matches!(from, From::Link(..));
         match decision {
@@ -1168,6 +1194,64 @@ impl Daemon {
                 }
             }
             Decision::Drop(reason) => count(&mut self.plane.drops, reason.label()),
+        }
+    }
+
+    /// The update tick: a host ships its local matrix to its Proxy; the Proxy feeds its own
+    /// to the inference and evaluates.
+    fn vttif_update(&mut self, now: Duration) {
+        let interval = self.config.vttif.update_interval();
+        self.next_update += interval;
+        if self.next_update <= now {
+            self.next_update = now + interval;
+        }
+        if let Some(service) = self.vttif.as_mut() {
+            if !self.matrix.is_empty() {
+                self.matrix.updates += 1;
+            }
+            service.record(now, &self.matrix.take());
+            if let Some(change) = service.evaluate(now) {
+                info!(
+                    number = change.number,
+                    edges = change.topology.edges.len(),
+                    added = change.added.len(),
+                    removed = change.removed.len(),
+                    settle_ms = change.settle.as_millis(),
+                    "application topology changed"
+                );
+            }
+            return;
+        }
+        let Role::Host { proxy } = &self.config.role else {
+            return;
+        };
+        let plane = &mut self.plane;
+        let Some(link) = plane
+            .link_slots
+            .get(proxy)
+            .and_then(|&slot| plane.links.get_mut(slot))
+            .and_then(Option::as_mut)
+        else {
+            return;
+        };
+        // While the star link is down the counts wait for it.
+        if !link.peer.is_up() {
+            return;
+        }
+        let room = link.tx.max_datagram().min(plane.control_buf.len());
+        let mut failed = false;
+        for update in self
+            .matrix
+            .take_updates(room.saturating_sub(crate::wire::OVERHEAD))
+        {
+            let buf = &mut plane.control_buf;
+            let sealed = link.tx.traffic(&update, buf);
+            failed |= send_control(&plane.udp, link, sealed, buf);
+        }
+        if failed {
+            if let Some(&slot) = plane.link_slots.get(proxy) {
+                self.tcp_failed(slot, now);
+            }
         }
     }
 
@@ -1194,6 +1278,16 @@ impl Daemon {
                 }
             }
             Request::Stats => return Response::Stats(Box::new(self.stats())),
+            Request::AppTopology => {
+                return match (&self.vttif, &self.config.role) {
+                    (Some(service), _) => Response::AppTopology(Box::new(service.report(now))),
+                    (None, Role::Host { proxy }) => error(format!(
+                        "{} is a host: the application's topology is inferred at its Proxy; ask {proxy}",
+                        self.config.name
+                    )),
+                    (None, Role::Proxy) => error("this Proxy runs no VTTIF service".into()),
+                }
+            }
             Request::AddLink { peer, kind, addr } => {
                 match self.add_link(peer.clone(), kind, addr, now) {
                     Ok(message) => {
@@ -1327,6 +1421,7 @@ impl Daemon {
             drops,
             cache_hits: self.table.counters().hits,
             cache_misses: self.table.counters().misses,
+            vttif_updates: self.matrix.updates,
         }
     }
 
@@ -1532,6 +1627,32 @@ impl Daemon {
 }
 
 /// Checks a port's specification before anything is created.
+/// Sends a sealed control message of `link` (from `buf`), counting what happens; true if
+/// its TCP connection failed.
+fn send_control(
+    udp: &UdpSocket,
+    link: &mut LinkEnd,
+    sealed: Result<usize, crate::wire::TxError>,
+    buf: &[u8],
+) -> bool {
+    match (sealed, link.kind, link.remote) {
+        (Ok(len), LinkKind::Tcp, _) => match link.tcp.as_mut().map(|c| c.send(&buf[..len])) {
+            Some(Ok(true)) => link.stats.control_tx += 1,
+            Some(Ok(false)) => count(&mut link.stats.drops, "send-full"),
+            Some(Err(_)) => return true,
+            None => count(&mut link.stats.drops, "no-connection"),
+        },
+        (Ok(len), LinkKind::Udp, Some(dest)) => match udp.send_batch(&[(dest, &buf[..len])]) {
+            Ok(1) => link.stats.control_tx += 1,
+            Ok(_) => count(&mut link.stats.drops, "send-full"),
+            Err(_) => count(&mut link.stats.drops, "send-failed"),
+        },
+        (Ok(_), LinkKind::Udp, None) => count(&mut link.stats.drops, "no-address"),
+        (Err(_), _, _) => count(&mut link.stats.drops, "seal-failed"),
+    }
+    false
+}
+
 fn check_port(spec: &PortSpec) -> Result<(), String> {
     if spec.lan && !spec.macs.is_empty() {
         return Err("a LAN port has no source guard: give no MAC with --lan".into());

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use super::tcp::LINK_PREAMBLE;
-use super::{random_bytes, render_metrics, Command};
+use super::{random_bytes, render_metrics, render_vttif, Command};
 use crate::control::{
     hex, read_line, unhex, write_line, Challenge, Proof, Request, Response, CHALLENGE_LEN,
 };
@@ -201,11 +201,14 @@ fn serve_metrics(mut stream: TcpStream, handle: &Handle) -> std::io::Result<()> 
                     Response::Info(info) => Some(info),
                     _ => None,
                 };
-                (
-                    "200 OK",
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    render_metrics(&stats, info.as_ref()),
-                )
+                let mut body = render_metrics(&stats, info.as_ref());
+                if info.as_ref().is_some_and(|i| i.role == "proxy") {
+                    if let Response::AppTopology(report) = handle.call(Request::AppTopology) {
+                        let daemon = stats.name.as_ref().map_or("", |n| n.as_str());
+                        body.push_str(&render_vttif(&report, daemon));
+                    }
+                }
+                ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
             }
             other => (
                 "503 Service Unavailable",

@@ -134,7 +134,7 @@ impl Node {
             Ok(Received::Hello(outcome)) => Got::Hello(outcome),
             Ok(Received::Keepalive { sent_at, probe_len }) => Got::Keepalive(sent_at, probe_len),
             Ok(Received::KeepaliveEcho { sent_at, .. }) => Got::Echo(sent_at),
-            Ok(Received::Frame { .. } | Received::Fragment) => Got::Data,
+            Ok(Received::Frame { .. } | Received::Fragment | Received::Traffic(_)) => Got::Data,
             Err(RxError::UnknownSession | RxError::WrongReceiver) => Got::AskHello,
             Err(_) => Got::Drop,
         };

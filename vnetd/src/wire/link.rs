@@ -374,6 +374,18 @@ impl LinkTx {
         self.seal_control(&Message::KeepaliveEcho { sent_at, probe_len }, buf)
     }
 
+    /// Seals a VTTIF update (at most [`LinkTx::max_datagram`] less [`OVERHEAD`] bytes).
+    ///
+    /// # Errors
+    /// [`TxError::NoPeerSession`], [`TxError::BufferTooSmall`], [`TxError::SequenceExhausted`],
+    /// [`TxError::BadDatagramSize`] for an update that does not fit one datagram.
+    pub fn traffic(&mut self, update: &[u8], buf: &mut [u8]) -> Result<usize, TxError> {
+        if update.len() + OVERHEAD > self.max_datagram {
+            return Err(TxError::BadDatagramSize(update.len() + OVERHEAD));
+        }
+        self.seal_control(&Message::Traffic(update), buf)
+    }
+
     fn seal_control(&mut self, message: &Message<'_>, buf: &mut [u8]) -> Result<usize, TxError> {
         let (peer_session, key) = self.data_key.as_ref().ok_or(TxError::NoPeerSession)?;
         check_room(message, buf)?;
@@ -626,6 +638,8 @@ pub enum Received<'a> {
         /// The keepalive datagram's size (for a path-MTU probe, the size that got through).
         probe_len: u16,
     },
+    /// A VTTIF update from the peer (not yet checked: see [`vttif::update::decode`]).
+    Traffic(&'a [u8]),
     /// The echo of one of this daemon's keepalives.
     KeepaliveEcho {
         /// The keepalive's send time: now minus this is the round-trip time.
@@ -806,6 +820,7 @@ impl LinkRx {
                 sent_at,
                 probe_len: datagram_len,
             }),
+            Message::Traffic(update) => Ok(Received::Traffic(update)),
             Message::KeepaliveEcho { sent_at, probe_len } => {
                 Ok(Received::KeepaliveEcho { sent_at, probe_len })
             }

@@ -6,6 +6,7 @@
 //! Fragment        frame id (u32) | frame length (u16) | index (u8) | count (u8) | piece
 //! Keepalive       send time (u64) | padding (any length, ignored)
 //! KeepaliveEcho   send time (u64) | size of the keepalive datagram as received (u16)
+//! Traffic         a VTTIF update (`vttif::update`: checked by the receiver's VTTIF service)
 //! ```
 
 use crate::model::Name;
@@ -148,6 +149,8 @@ pub enum Message<'a> {
         /// The size of the keepalive datagram as received (tells a prober which size passed).
         probe_len: u16,
     },
+    /// A VTTIF update, as [`vttif::update::encode`] wrote it.
+    Traffic(&'a [u8]),
 }
 
 /// The buffer given to [`Message::emit`] is too small.
@@ -197,6 +200,7 @@ impl<'a> Message<'a> {
             Message::Fragment(_) => MessageType::Fragment,
             Message::Keepalive { .. } => MessageType::Keepalive,
             Message::KeepaliveEcho { .. } => MessageType::KeepaliveEcho,
+            Message::Traffic(_) => MessageType::Traffic,
         }
     }
 
@@ -241,6 +245,7 @@ impl<'a> Message<'a> {
                     probe_len: u16::from_be_bytes([payload[8], payload[9]]),
                 })
             }
+            MessageType::Traffic => Ok(Message::Traffic(payload)),
             MessageType::Unknown(t) => Err(ParseError::UnknownType(t)),
         }
     }
@@ -253,6 +258,7 @@ impl<'a> Message<'a> {
             Message::Fragment(fragment) => FRAGMENT_HEADER_LEN + fragment.piece.len(),
             Message::Keepalive { padding, .. } => KEEPALIVE_LEN + padding,
             Message::KeepaliveEcho { .. } => KEEPALIVE_ECHO_LEN,
+            Message::Traffic(update) => update.len(),
         }
     }
 
@@ -290,6 +296,7 @@ impl<'a> Message<'a> {
                 out[..8].copy_from_slice(&sent_at.to_be_bytes());
                 out[8..].copy_from_slice(&probe_len.to_be_bytes());
             }
+            Message::Traffic(update) => out.copy_from_slice(update),
         }
         Ok(need)
     }

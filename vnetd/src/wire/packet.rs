@@ -55,6 +55,9 @@ pub enum MessageType {
     Keepalive,
     /// The answer to a keepalive: its send time and its size as received.
     KeepaliveEcho,
+    /// A VTTIF update: traffic that entered the overlay at the sender's ports
+    /// ([`vttif::update`]).
+    Traffic,
     /// A type this version does not know; parsing rejects it.
     Unknown(u8),
 }
@@ -67,6 +70,7 @@ impl From<u8> for MessageType {
             3 => MessageType::Fragment,
             4 => MessageType::Keepalive,
             5 => MessageType::KeepaliveEcho,
+            6 => MessageType::Traffic,
             other => MessageType::Unknown(other),
         }
     }
@@ -80,6 +84,7 @@ impl From<MessageType> for u8 {
             MessageType::Fragment => 3,
             MessageType::Keepalive => 4,
             MessageType::KeepaliveEcho => 5,
+            MessageType::Traffic => 6,
             MessageType::Unknown(other) => other,
         }
     }
@@ -93,6 +98,7 @@ impl fmt::Display for MessageType {
             MessageType::Fragment => f.write_str("fragment"),
             MessageType::Keepalive => f.write_str("keepalive"),
             MessageType::KeepaliveEcho => f.write_str("keepalive echo"),
+            MessageType::Traffic => f.write_str("traffic update"),
             MessageType::Unknown(t) => write!(f, "type {t}"),
         }
     }

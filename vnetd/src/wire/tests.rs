@@ -196,7 +196,7 @@ fn every_header_error() {
     assert_eq!(check(&with(0, 2)), Err(ParseError::BadVersion(2)));
     assert_eq!(check(&with(0, 0)), Err(ParseError::BadVersion(0)));
     assert_eq!(check(&with(1, 0)), Err(ParseError::UnknownType(0)));
-    assert_eq!(check(&with(1, 6)), Err(ParseError::UnknownType(6)));
+    assert_eq!(check(&with(1, 7)), Err(ParseError::UnknownType(7)));
     assert_eq!(check(&with(2, 0)), Err(ParseError::ZeroHops));
     let mut zero_session = good.clone();
     zero_session[4..12].fill(0);
