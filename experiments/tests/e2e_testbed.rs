@@ -1,9 +1,13 @@
 //! End-to-end tests of the testbed in real network namespaces (need root; run by
 //! `cargo xtask test`, which passes `--ignored --test-threads=1`).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use experiments::patterns::{Graph, Topology};
+use experiments::scenario::guest_mac;
 
 fn testbed() -> Command {
     Command::new(env!("CARGO_BIN_EXE_testbed"))
@@ -691,4 +695,213 @@ fn mpirun_alltoall_crosses_the_guests_nics() {
         tx + rx < 100_000,
         "vm5 carried {tx} + {rx} bytes without a rank"
     );
+}
+
+/// What VTTIF at the Proxy of `run` reports (`vnetctl app-topology --format json`).
+fn app_topology(run: &Run) -> serde_json::Value {
+    let out = testbed()
+        .args([
+            "vnetctl",
+            &run.name,
+            "--",
+            "app-topology",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    serde_json::from_str(&ok(out, "vnetctl app-topology")).unwrap()
+}
+
+/// The undirected edge set of a report, as (smaller MAC, larger MAC).
+fn reported_edges(report: &serde_json::Value) -> BTreeSet<(String, String)> {
+    report["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let (a, b) = (e["a"].as_str().unwrap(), e["b"].as_str().unwrap());
+            (a.min(b).to_string(), a.max(b).to_string())
+        })
+        .collect()
+}
+
+/// The true edge set of `topology` on the first `ranks` guests (rank r is vm(r+1)).
+fn true_edges(topology: &str, ranks: usize) -> BTreeSet<(String, String)> {
+    let graph = Graph::new(&topology.parse::<Topology>().unwrap(), ranks).unwrap();
+    (0..ranks)
+        .flat_map(|r| {
+            let graph = &graph;
+            graph.neighbours(r).iter().map(move |&p| {
+                let (a, b) = (guest_mac(r + 1), guest_mac(p + 1));
+                (a.clone().min(b.clone()), a.max(b))
+            })
+        })
+        .collect()
+}
+
+/// Runs patterns `topology` on `ranks` guests for `iterations` (16 KiB messages), with
+/// `noise` (one ping process per listed pair at `interval_s`, 1000-byte payloads) beside it,
+/// and returns the report taken while it ran and the one after it ended.
+fn vttif_case(
+    run: &Run,
+    topology: &str,
+    ranks: usize,
+    iterations: u64,
+    noise: &[(usize, usize)],
+    interval_s: f64,
+) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
+    let started = Instant::now();
+    let mut patterns = testbed()
+        .args([
+            "patterns",
+            &run.name,
+            "--ranks",
+            &ranks.to_string(),
+            "--timeout",
+            "120",
+            "--",
+        ])
+        .args([
+            "--topology",
+            topology,
+            "--op",
+            "exchange",
+            "--size",
+            "16KiB",
+        ])
+        .args(["--iterations", &iterations.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let interval = format!("{interval_s:.4}");
+    let mut pings: Vec<_> = noise
+        .iter()
+        .map(|&(a, b)| {
+            testbed()
+                .args(["exec", &run.name, &format!("vm{}", a + 1), "--"])
+                .args(["ping", "-q", "-s", "1000", "-i", &interval, "-w", "30"])
+                .arg(format!("10.10.0.{}", b + 1))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // A report from the middle of the run: detection takes under a second.
+    let mut during = None;
+    while patterns.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(250));
+        if started.elapsed() > Duration::from_millis(2_000)
+            && patterns.try_wait().unwrap().is_none()
+        {
+            during = Some(app_topology(run));
+        }
+    }
+    for p in &mut pings {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    let out = patterns.wait_with_output().unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(ok(out, "testbed patterns").trim()).unwrap();
+    let during =
+        during.unwrap_or_else(|| panic!("{topology}: the run ended within 2 s; make it longer"));
+    (during, app_topology(run), summary)
+}
+
+/// Fraction of the unicast traffic in a report's matrix that is not on `edges`.
+fn off_edge_share(report: &serde_json::Value, edges: &BTreeSet<(String, String)>) -> f64 {
+    let (mut off, mut all) = (0.0, 0.0);
+    for f in report["matrix"].as_array().unwrap() {
+        let (s, d) = (f["src"].as_str().unwrap(), f["dst"].as_str().unwrap());
+        let rate = f["bytes_per_s"].as_f64().unwrap();
+        all += rate;
+        if !edges.contains(&(s.min(d).to_string(), s.max(d).to_string())) {
+            off += rate;
+        }
+    }
+    off / all.max(1.0)
+}
+
+/// The topologies of the issue on 8 guests (16 for the 2-D torus, whose two dimensions both
+/// wrap only from 3x3 on), with iterations for runs of a few seconds over the 100 Mbit/s star.
+const VTTIF_CASES: [(&str, usize, u64); 8] = [
+    ("bus", 8, 120),
+    ("ring", 8, 100),
+    ("mesh:4x2", 8, 80),
+    ("torus:4x4", 16, 35),
+    ("hypercube", 8, 60),
+    ("hypercube", 16, 45),
+    ("tree", 8, 120),
+    ("all-to-all", 8, 35),
+];
+
+#[test]
+#[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
+fn vttif_infers_every_topology_with_and_without_noise() {
+    let run = Run::up("vttif", "tb-vttif", "vnet");
+    for (topology, ranks, iterations) in VTTIF_CASES {
+        let truth = true_edges(topology, ranks);
+        let (during, after, summary) = vttif_case(&run, topology, ranks, iterations, &[], 1.0);
+        assert_eq!(
+            reported_edges(&during),
+            truth,
+            "{topology} on {ranks}, during the run"
+        );
+        assert_eq!(
+            reported_edges(&after),
+            truth,
+            "{topology} on {ranks}, after the run"
+        );
+        let name = topology.split(':').next().unwrap();
+        let shapes: Vec<&str> = during["shapes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert!(
+            shapes.iter().any(|s| s.starts_with(name)),
+            "{topology}: shapes {shapes:?}"
+        );
+
+        // 5 % of the traffic spread evenly over every other pair of the run's guests, as
+        // pings (1028-byte requests and replies) at a rate from the clean run's throughput.
+        let others: Vec<(usize, usize)> = (0..ranks)
+            .flat_map(|a| (a + 1..ranks).map(move |b| (a, b)))
+            .filter(|&(a, b)| {
+                !truth.contains(&{
+                    let (x, y) = (guest_mac(a + 1), guest_mac(b + 1));
+                    (x.clone().min(y.clone()), x.max(y))
+                })
+            })
+            .collect();
+        if others.is_empty() {
+            continue;
+        }
+        let bytes_per_s =
+            summary["bytes_sent"].as_f64().unwrap() / summary["total_s"].as_f64().unwrap();
+        let per_pair = bytes_per_s * 5.0 / 95.0 / others.len() as f64;
+        let interval_s = (2.0 * 1042.0 / per_pair).max(0.002);
+        let (during, after, _) = vttif_case(&run, topology, ranks, iterations, &others, interval_s);
+        let share = off_edge_share(&during, &truth);
+        eprintln!("{topology} on {ranks}: noise {:.1} % of the traffic ({} pairs, a ping every {interval_s:.3} s each)", share * 100.0, others.len());
+        assert!(
+            share > 0.02,
+            "{topology}: the noise was only {:.2} % of the traffic",
+            share * 100.0
+        );
+        assert_eq!(
+            reported_edges(&during),
+            truth,
+            "{topology} on {ranks} with noise, during"
+        );
+        assert_eq!(
+            reported_edges(&after),
+            truth,
+            "{topology} on {ranks} with noise, after"
+        );
+    }
 }
