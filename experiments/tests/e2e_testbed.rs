@@ -2,152 +2,15 @@
 //! `cargo xtask test`, which passes `--ignored --test-threads=1`).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use experiments::patterns::{Graph, Topology};
 use experiments::scenario::guest_mac;
 
-fn testbed() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_testbed"))
-}
-
-fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios")
-        .join(format!("{name}.toml"))
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A run that is taken down when the test ends, whether it passed or not.
-struct Run {
-    name: String,
-}
-
-impl Run {
-    fn up(scenario_name: &str, run: &str, mode: &str) -> Run {
-        Run::up_with(scenario_name, run, mode, &[])
-    }
-
-    fn up_with(scenario_name: &str, run: &str, mode: &str, options: &[&str]) -> Run {
-        let r = Run {
-            name: run.to_string(),
-        };
-        let out = testbed()
-            .args(["up"])
-            .arg(scenario(scenario_name))
-            .args(["--run", run, "--network", mode])
-            .args(options)
-            .output()
-            .unwrap();
-        ok(out, &format!("testbed up {scenario_name} --network {mode}"));
-        r
-    }
-
-    fn exec(&self, node: &str, cmd: &[&str]) -> Output {
-        testbed()
-            .args(["exec", &self.name, node, "--"])
-            .args(cmd)
-            .output()
-            .unwrap()
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let out = testbed()
-            .args(["status", &self.name, "--json"])
-            .output()
-            .unwrap();
-        serde_json::from_str(&ok(out, "status")).unwrap()
-    }
-
-    fn nodes(&self, kind: &str) -> Vec<(String, String)> {
-        self.status()["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|n| n["kind"] == kind)
-            .map(|n| {
-                (
-                    n["name"].as_str().unwrap().to_string(),
-                    n["ip"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect()
-    }
-
-    fn patterns(&self, args: &[&str]) -> serde_json::Value {
-        let out = testbed()
-            .args(["patterns", &self.name, "--timeout", "300", "--"])
-            .args(args)
-            .output()
-            .unwrap();
-        serde_json::from_str(ok(out, "testbed patterns").trim()).unwrap()
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = testbed()
-            .args(["down", &self.name])
-            .stdout(Stdio::null())
-            .status();
-        assert_nothing_left(&self.name);
-    }
-}
-
-/// Nothing of run `run` remains: namespaces, cgroups, state, processes.
-fn assert_nothing_left(run: &str) {
-    let prefix = format!("tb-{run}.");
-    let netns: Vec<String> = std::fs::read_dir("/run/netns")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(netns.is_empty(), "namespaces left behind: {netns:?}");
-    for c in ["cpu", "cpuacct"] {
-        let d = Path::new("/sys/fs/cgroup")
-            .join(c)
-            .join("testbed")
-            .join(run);
-        assert!(!d.exists(), "cgroup left behind: {}", d.display());
-    }
-    assert!(
-        !Path::new("/run/testbed").join(run).exists(),
-        "state left behind"
-    );
-    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-    let ps = String::from_utf8_lossy(&ps.stdout);
-    let stray: Vec<&str> = ps
-        .lines()
-        .filter(|l| {
-            l.contains(&format!("tb-{run}."))
-                || l.contains(&format!("linkemu --run {run} "))
-                || l.contains(&format!("/run/testbed/{run}/"))
-        })
-        .collect();
-    assert!(stray.is_empty(), "processes left behind: {stray:?}");
-    // `up` may widen the kernel's allowed congestion control list; the last `down` restores it.
-    let others = std::fs::read_dir("/run/testbed").map_or(0, |d| d.count());
-    if others == 0 {
-        assert!(
-            !Path::new("/run/testbed.tcp_allowed_congestion_control").exists(),
-            "allowed TCP congestion control list not restored"
-        );
-    }
-}
+mod common;
+use common::{assert_nothing_left, ok, scenario, testbed, Run};
 
 /// Every guest pings every other guest (and `user` when `with_user`) with full 1500-byte packets
 /// that must not be fragmented.
@@ -697,22 +560,6 @@ fn mpirun_alltoall_crosses_the_guests_nics() {
     );
 }
 
-/// What VTTIF at the Proxy of `run` reports (`vnetctl app-topology --format json`).
-fn app_topology(run: &Run) -> serde_json::Value {
-    let out = testbed()
-        .args([
-            "vnetctl",
-            &run.name,
-            "--",
-            "app-topology",
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    serde_json::from_str(&ok(out, "vnetctl app-topology")).unwrap()
-}
-
 /// The undirected edge set of a report, as (smaller MAC, larger MAC).
 fn reported_edges(report: &serde_json::Value) -> BTreeSet<(String, String)> {
     report["edges"]
@@ -796,7 +643,7 @@ fn vttif_case(
         if started.elapsed() > Duration::from_millis(2_000)
             && patterns.try_wait().unwrap().is_none()
         {
-            during = Some(app_topology(run));
+            during = Some(run.app_topology());
         }
     }
     for p in &mut pings {
@@ -808,7 +655,7 @@ fn vttif_case(
         serde_json::from_str(ok(out, "testbed patterns").trim()).unwrap();
     let during =
         during.unwrap_or_else(|| panic!("{topology}: the run ended within 2 s; make it longer"));
-    (during, app_topology(run), summary)
+    (during, run.app_topology(), summary)
 }
 
 /// Fraction of the unicast traffic in a report's matrix that is not on `edges`.

@@ -124,7 +124,20 @@ pub enum Request {
     /// The application's inferred topology and traffic matrix ([`Response::AppTopology`]):
     /// the Proxy only.
     AppTopology,
+    /// The change stream: [`Response::AppTopology`] as soon as more than `after` changes have
+    /// been declared, or after `timeout_ms` (at most [`MAX_WATCH_MS`]) with none. A client
+    /// that asks again with the `changes` of each answer sees every change (the adaptation
+    /// controller's subscription, `vnetctl app-topology --watch`).
+    WatchTopology {
+        /// The number of changes the client knows of.
+        after: u64,
+        /// How long to wait for one more.
+        timeout_ms: u64,
+    },
 }
+
+/// The longest a [`Request::WatchTopology`] waits.
+pub const MAX_WATCH_MS: u64 = 60_000;
 
 /// A daemon's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

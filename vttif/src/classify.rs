@@ -93,6 +93,17 @@ impl fmt::Display for Shape {
     }
 }
 
+impl Shape {
+    /// The shape's edges on nodes `0..n`, laid out as the benchmark generator lays it out
+    /// (a mesh's or torus's extents in the given order, row-major, the last varying
+    /// fastest); `None` when the shape does not apply to `n` nodes under the module's rules
+    /// (a ring on fewer than 3, a hypercube on a number that is not its `2^dimension`, a
+    /// mesh or torus whose extents do not multiply to `n`, ...).
+    pub fn edges(&self, n: usize) -> Option<Vec<(usize, usize)>> {
+        layout(self, n)
+    }
+}
+
 /// Every shape the graph on nodes `0..nodes` with these undirected edges is isomorphic to,
 /// sorted, no duplicates.
 ///
@@ -358,30 +369,8 @@ fn grid(extents: &[usize], nodes: usize, wrap: bool) -> Vec<(usize, usize)> {
 mod tests {
     use super::*;
 
+    use crate::rng::Rng;
     use Shape::{AllToAll, Bus, Hypercube, Mesh, Ring, Star, Torus, Tree};
-
-    /// A fixed pseudo-random generator (SplitMix64), so failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            usize::try_from(self.next() % n as u64).unwrap()
-        }
-
-        fn shuffle<T>(&mut self, items: &mut [T]) {
-            for i in (1..items.len()).rev() {
-                items.swap(i, self.below(i + 1));
-            }
-        }
-    }
 
     /// `edges` with the nodes relabelled by a pseudo-random permutation, the edge list shuffled
     /// and some edges flipped.
@@ -647,10 +636,11 @@ mod tests {
     fn classify_random_graphs_never_panic_and_answer_sorted() {
         let mut rng = Rng(42);
         for _ in 0..2000 {
-            let nodes = rng.below(9);
-            let count = rng.below(20);
+            let mut below = |n: usize| usize::try_from(rng.below(n as u64)).unwrap();
+            let nodes = below(9);
+            let count = below(20);
             let edges: Vec<_> = (0..count)
-                .map(|_| (rng.below(nodes + 1), rng.below(nodes + 1)))
+                .map(|_| (below(nodes + 1), below(nodes + 1)))
                 .collect();
             let found = classify(nodes, &edges);
             assert!(found.windows(2).all(|w| w[0] < w[1]), "{found:?}");

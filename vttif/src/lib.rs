@@ -6,10 +6,16 @@
 //! - [`infer`]: the pure core — sliding window, normalisation, pruning, change detection.
 //! - [`classify`]: the names (ring, torus:4x2, hypercube:3, ...) an inferred graph fits.
 //! - [`service`]: the Proxy's service around the core: updates in, reports out.
+//! - [`offline`]: the tuning tool's library: packet traces replayed through the service,
+//!   parameter sweeps, metrics against a known truth, and synthetic traces.
+//! - [`plot`]: the tuning tool's figures, as SVG.
 
 pub mod classify;
 pub mod infer;
 mod mac;
+pub mod offline;
+pub mod plot;
+mod rng;
 pub mod service;
 pub mod update;
 

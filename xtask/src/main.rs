@@ -35,6 +35,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "tinc",
         "tincd (tinc 1.0): the testbed's tinc mode, a reference of `bench dataplane`",
     ),
+    (
+        "prometheus",
+        "prometheus and promtool: the dashboards' end-to-end test scrapes a run",
+    ),
 ];
 
 fn main() {

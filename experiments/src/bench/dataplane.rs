@@ -92,18 +92,27 @@ pub enum Config {
     VnetUdp,
     /// vnetd, a TCP fast path.
     VnetTcp,
+    /// vnetd, a UDP fast path, with VTTIF off (`vnetd --no-vttif`, a run of its own): what
+    /// counting traffic costs. Only measured when asked for (`--only`, `bench vttif`).
+    VnetUdpNoVttif,
 }
 
 impl Config {
     /// Every configuration, in table order.
-    pub const ALL: [Config; 6] = [
+    pub const ALL: [Config; 7] = [
         Config::Direct,
         Config::Vxlan,
         Config::Tinc,
         Config::VnetProxy,
         Config::VnetUdp,
         Config::VnetTcp,
+        Config::VnetUdpNoVttif,
     ];
+
+    /// Whether a run without `--only` measures it.
+    fn by_default(self) -> bool {
+        self != Config::VnetUdpNoVttif
+    }
 
     /// Its name in the table and the JSON.
     #[must_use]
@@ -115,6 +124,7 @@ impl Config {
             Config::VnetProxy => "vnetd-proxy",
             Config::VnetUdp => "vnetd-udp",
             Config::VnetTcp => "vnetd-tcp",
+            Config::VnetUdpNoVttif => "vnetd-udp-novttif",
         }
     }
 
@@ -139,20 +149,33 @@ impl Config {
             Config::Direct => Mode::Direct,
             Config::Vxlan => Mode::Vxlan,
             Config::Tinc => Mode::Tinc,
-            Config::VnetProxy | Config::VnetUdp | Config::VnetTcp => Mode::Vnet,
+            Config::VnetProxy | Config::VnetUdp | Config::VnetTcp | Config::VnetUdpNoVttif => {
+                Mode::Vnet
+            }
         }
     }
 
     /// The name of its run.
     #[must_use]
     pub fn run(self) -> String {
-        run_name(self.mode())
+        match self {
+            Config::VnetUdpNoVttif => format!("{}-novttif", run_name(self.mode())),
+            _ => run_name(self.mode()),
+        }
+    }
+
+    /// What its run's daemons are started with besides the testbed's arguments.
+    fn vnetd_args(self) -> Vec<String> {
+        match self {
+            Config::VnetUdpNoVttif => vec!["--no-vttif".to_string()],
+            _ => Vec::new(),
+        }
     }
 
     /// The fast path's link kind, for the vnetd fast-path rows.
     fn fast_path(self) -> Option<LinkKind> {
         match self {
-            Config::VnetUdp => Some(LinkKind::Udp),
+            Config::VnetUdp | Config::VnetUdpNoVttif => Some(LinkKind::Udp),
             Config::VnetTcp => Some(LinkKind::Tcp),
             _ => None,
         }
@@ -372,8 +395,9 @@ struct Up {
     vm2_ip: String,
 }
 
-fn bring_up(scenario: &std::path::Path, mode: Mode) -> Result<Up> {
-    let run = run_name(mode);
+/// Brings up the run of configuration `c` (which the other configurations of its run share).
+fn bring_up(scenario: &std::path::Path, c: Config) -> Result<Up> {
+    let (run, mode) = (c.run(), c.mode());
     eprintln!("bench dataplane: testbed up {run} ({mode} mode)");
     let state = testbed::up_with(
         scenario,
@@ -381,6 +405,7 @@ fn bring_up(scenario: &std::path::Path, mode: Mode) -> Result<Up> {
         mode,
         UpOptions {
             keep_underlay_mtu: true,
+            vnetd_args: c.vnetd_args(),
         },
     )?;
     let guests = state.guests();
@@ -649,24 +674,27 @@ fn measure(
 /// If a run cannot be brought up, a path is not what its row says, or a measurement fails.
 pub fn run(opts: &Options) -> Result<Value> {
     let scenario = Scenario::load(&opts.scenario)?;
-    let wanted = |c: &Config| opts.only.is_empty() || opts.only.contains(c);
-    let mut modes: Vec<Mode> = Config::ALL
-        .iter()
-        .filter(|c| wanted(c))
-        .map(|c| c.mode())
-        .collect();
-    modes.dedup();
+    let wanted = |c: &Config| {
+        if opts.only.is_empty() {
+            c.by_default()
+        } else {
+            opts.only.contains(c)
+        }
+    };
     let mut guard = Runs(Vec::new());
     let mut ups: BTreeMap<String, Up> = BTreeMap::new();
-    for mode in modes {
-        guard.0.push(run_name(mode));
-        let up = bring_up(&opts.scenario, mode)?;
-        ups.insert(up.state.run.clone(), up);
+    let mut overlays: BTreeMap<String, Overlay> = BTreeMap::new();
+    for c in Config::ALL.into_iter().filter(wanted) {
+        if ups.contains_key(&c.run()) {
+            continue;
+        }
+        guard.0.push(c.run());
+        let up = bring_up(&opts.scenario, c)?;
+        if c.mode() == Mode::Vnet {
+            overlays.insert(c.run(), Overlay::load(&up.state)?);
+        }
+        ups.insert(c.run(), up);
     }
-    let overlay = match ups.get(&Config::VnetProxy.run()) {
-        Some(up) => Some(Overlay::load(&up.state)?),
-        None => None,
-    };
     let mut samples: BTreeMap<Config, Vec<Sample>> = BTreeMap::new();
     let mut wakeups: Vec<f64> = Vec::new();
     let result = (|| -> Result<()> {
@@ -683,7 +711,7 @@ pub fn run(opts: &Options) -> Result<Value> {
             wakeups.extend(w);
             for c in order(r).into_iter().filter(wanted) {
                 let up = &ups[&c.run()];
-                let o = overlay.as_ref().filter(|_| c.mode() == Mode::Vnet);
+                let o = overlays.get(&c.run());
                 let s = measure(up, o, c, opts, &scenario.tcp_congestion)?;
                 eprintln!(
                     "bench dataplane: repeat {}/{}: {:<12} {:>8.0} Mbit/s  {:>6.2} CPU s/GB  \
@@ -972,7 +1000,7 @@ mod tests {
     fn repeats_rotate_the_order_and_cover_every_configuration() {
         assert_eq!(order(0), Config::ALL);
         assert_eq!(order(1)[0], Config::Vxlan);
-        assert_eq!(order(1)[5], Config::Direct);
+        assert_eq!(order(1)[6], Config::Direct);
         for r in 0..8 {
             let mut o = order(r);
             o.sort();
@@ -980,6 +1008,8 @@ mod tests {
         }
         assert_eq!(Config::VnetTcp.run(), "dp-vnet");
         assert_eq!(Config::Tinc.run(), "dp-tinc");
+        assert_eq!(Config::VnetUdpNoVttif.run(), "dp-vnet-novttif");
+        assert_eq!(Config::VnetUdpNoVttif.vnetd_args(), ["--no-vttif"]);
     }
 
     #[test]

@@ -8,3 +8,4 @@ pub mod dataplane;
 pub mod fidelity;
 pub mod model;
 pub mod setup;
+pub mod vttif;

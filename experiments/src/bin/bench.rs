@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use experiments::bench::{dataplane, fidelity, setup};
+use experiments::bench::{dataplane, fidelity, setup, vttif};
 use experiments::linkemu::accuracy::{self, Config, MeasureOptions};
 
 /// Benchmarks of the testbed and the overlay.
@@ -38,6 +38,26 @@ enum Cmd {
         /// Skip the link measurements: patterns only.
         #[arg(long)]
         no_links: bool,
+    },
+    /// VTTIF live at the Proxy, with its default parameters: detection time after a topology
+    /// switch, the fastest alternation it follows before damping, spurious changes under
+    /// steady load, and what counting costs the data path (VTTIF on against off).
+    Vttif {
+        /// Scenario of the topology parts (default: scenarios/vttif.toml).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Topology switches to time.
+        #[arg(long, default_value_t = 6)]
+        switches: usize,
+        /// Seconds of steady load in which to count spurious changes.
+        #[arg(long, default_value_t = 300.0)]
+        steady_s: f64,
+        /// Repeats of the overhead measurement (VTTIF on and off, interleaved).
+        #[arg(long, default_value_t = 5)]
+        overhead_repeat: usize,
+        /// Counted seconds of each overhead flow.
+        #[arg(long, default_value_t = 5)]
+        overhead_seconds: u32,
     },
     /// Time the overlay's set-up in testbed runs of vnet mode: the star, all-to-all fast
     /// paths with their rules, and one primitive (against the papers' figures).
@@ -137,6 +157,23 @@ fn run(cli: Cli) -> Result<()> {
             target_iteration_s: iteration_s,
             links: !no_links,
         })?,
+        Cmd::Vttif {
+            scenario,
+            switches,
+            steady_s,
+            overhead_repeat,
+            overhead_seconds,
+        } => {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+            vttif::run(&vttif::Options {
+                scenario: scenario.unwrap_or_else(|| dir.join("vttif.toml")),
+                dataplane_scenario: dir.join("dataplane.toml"),
+                switches: switches.max(1),
+                steady_s: steady_s.max(1.0),
+                overhead_repeat: overhead_repeat.max(1),
+                overhead_seconds: overhead_seconds.max(1),
+            })?
+        }
         Cmd::Setup {
             scenarios,
             repeat,

@@ -38,6 +38,10 @@ enum Cmd {
         /// bytes with ICMP "fragmentation needed".
         #[arg(long)]
         keep_underlay_mtu: bool,
+        /// One more argument for every vnetd of a vnet-mode run (repeat it for more), e.g.
+        /// `--vnetd-arg=--vttif-window=2` or `--vnetd-arg=--no-offloads`.
+        #[arg(long = "vnetd-arg", value_name = "ARG", allow_hyphen_values = true)]
+        vnetd_args: Vec<String>,
     },
     /// Show a run's nodes and links.
     Status {
@@ -145,8 +149,12 @@ fn run(cli: Cli) -> Result<()> {
             run,
             network,
             keep_underlay_mtu,
+            vnetd_args,
         } => {
-            let options = testbed::Options { keep_underlay_mtu };
+            let options = testbed::Options {
+                keep_underlay_mtu,
+                vnetd_args,
+            };
             let state = testbed::up_with(&scenario, run.as_deref(), network, options)?;
             let guests = state
                 .plan

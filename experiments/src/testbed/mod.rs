@@ -12,7 +12,7 @@ pub mod tinc;
 pub mod vnet;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -953,7 +953,7 @@ pub fn run_patterns(
     let patterns = sibling_binary("patterns")?;
     let mut children = Vec::new();
     for (rank, g) in guests[..n].iter().enumerate() {
-        let child = Command::new(&testbed)
+        let mut child = Command::new(&testbed)
             .args(["exec", run, &g.name, "--"])
             .arg(&patterns)
             .args(["--rank", &rank.to_string(), "--peers", &peers.join(",")])
@@ -967,12 +967,16 @@ pub fn run_patterns(
             })
             .spawn()
             .with_context(|| format!("start patterns on {}", g.name))?;
-        children.push((g.name.clone(), child));
+        // Read the pipes while the ranks run: rank 0's summary of a long run outgrows a pipe's
+        // buffer, and a rank blocked writing it would never exit.
+        let stdout = drain(child.stdout.take());
+        let stderr = drain(child.stderr.take());
+        children.push((g.name.clone(), child, stdout, stderr));
     }
     let deadline = Instant::now() + timeout;
     let mut summary = None;
     let mut failures = Vec::new();
-    for (rank, (name, mut child)) in children.into_iter().enumerate() {
+    for (rank, (name, mut child, stdout, stderr)) in children.into_iter().enumerate() {
         let status = loop {
             if let Some(s) = child.try_wait()? {
                 break Some(s);
@@ -984,7 +988,11 @@ pub fn run_patterns(
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let out = child.wait_with_output()?;
+        let out = std::process::Output {
+            status: child.wait()?,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        };
         match status {
             Some(s) if s.success() => {
                 if rank == 0 {
@@ -1007,6 +1015,17 @@ pub fn run_patterns(
         bail!("patterns failed: {}", failures.join("; "));
     }
     summary.context("rank 0 printed no summary")
+}
+
+/// Reads `pipe` to its end on a thread of its own.
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut bytes);
+        }
+        bytes
+    })
 }
 
 /// Runs an unmodified MPI program with one rank on each of the first `n` guests of run `run`.

@@ -81,7 +81,7 @@ pub const TINC_PORT: u16 = 655;
 pub const TINC_INTERFACE: &str = "tinc0";
 
 /// How `up` builds a scenario, beyond its network mode.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Options {
     /// Never raise the underlay MTU above the scenario's (`testbed up --keep-underlay-mtu`). Only
     /// `vxlan` mode raises it (to the guests' 1500 plus VXLAN's 50 bytes); with this option its
@@ -93,6 +93,10 @@ pub struct Options {
     /// later): guests' `ping -M do -s 1472` fails and their TCP (which sets don't-fragment)
     /// learns a path MTU of 1450; frames without don't-fragment cross in fragments.
     pub keep_underlay_mtu: bool,
+    /// More arguments for every `vnetd` of a vnet-mode run, after the testbed's own (`testbed
+    /// up --vnetd-arg=--vttif-window=2`): VTTIF's parameters, `--no-offloads`, ...
+    #[serde(default)]
+    pub vnetd_args: Vec<String>,
 }
 
 /// What kind of node a namespace holds.
@@ -255,6 +259,9 @@ pub struct Daemon {
     pub metrics: SocketAddrV4,
     /// The underlay's MTU, which bounds its datagrams (it fragments larger frames).
     pub underlay_mtu: u32,
+    /// Arguments after the testbed's own ([`Options::vnetd_args`]).
+    #[serde(default)]
+    pub extra_args: Vec<String>,
 }
 
 impl Daemon {
@@ -278,6 +285,7 @@ impl Daemon {
             "--underlay-mtu".to_string(),
             self.underlay_mtu.to_string(),
         ]);
+        a.extend(self.extra_args.iter().cloned());
         a
     }
 }
@@ -662,7 +670,7 @@ impl Plan {
             p.tinc = Some(tinc(&uplinks));
         }
         if mode == Mode::Vnet {
-            p.vnet = Some(vnet(scenario, run, &uplinks, mtu));
+            p.vnet = Some(vnet(scenario, run, &uplinks, mtu, &options.vnetd_args));
         } else {
             for h in &scenario.hosts {
                 p.ip.entry(ns(&h.name)).or_default().push(format!(
@@ -837,6 +845,7 @@ fn vnet(
     run: &str,
     uplinks: &[(String, usize, Ipv4Addr)],
     underlay_mtu: u32,
+    extra_args: &[String],
 ) -> Vnet {
     let daemons = uplinks
         .iter()
@@ -850,6 +859,7 @@ fn vnet(
             listen: SocketAddrV4::new(*ip, VNET_PORT),
             metrics: SocketAddrV4::new(*ip, VNET_METRICS_PORT),
             underlay_mtu,
+            extra_args: extra_args.to_vec(),
         })
         .collect();
     let mut ports: Vec<Port> = scenario
@@ -1102,8 +1112,9 @@ delay = "5ms"
     fn vxlan_can_keep_the_underlay_mtu() {
         let keep = Options {
             keep_underlay_mtu: true,
+            ..Options::default()
         };
-        let v = Plan::with_options(&scenario(), "r", Mode::Vxlan, keep);
+        let v = Plan::with_options(&scenario(), "r", Mode::Vxlan, keep.clone());
         assert_eq!(v.underlay_mtu, 1500);
         let host = &v.ip["tb-r.host1"];
         assert!(host.iter().any(|c| c == "link set eth0 mtu 1500 up"));
@@ -1118,7 +1129,7 @@ delay = "5ms"
         // Other modes never raise it: the option changes nothing there.
         for mode in [Mode::Direct, Mode::Vnet, Mode::Tinc] {
             let a = Plan::new(&scenario(), "r", mode);
-            let b = Plan::with_options(&scenario(), "r", mode, keep);
+            let b = Plan::with_options(&scenario(), "r", mode, keep.clone());
             assert_eq!(a.underlay_mtu, 1500);
             assert_eq!(a.ip, b.ip, "{mode}");
         }

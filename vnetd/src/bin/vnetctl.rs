@@ -300,6 +300,10 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Print the report, then again at every change of topology, until interrupted (the
+        /// change stream). With --format json, one JSON object per line.
+        #[arg(long)]
+        watch: bool,
     },
 }
 
@@ -725,19 +729,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::AppTopology {
             daemon: given,
             format,
+            watch,
         } => {
             let mut session = session(&cli)?;
             let (name, port) = daemon(given)?;
-            match session.call(&name, port, &Request::AppTopology)? {
-                Response::AppTopology(report) => match format {
-                    Format::Text => print!("{}", report.text()),
-                    Format::Dot => print!("{}", report.dot()),
-                    Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                },
-                Response::Error { message } => anyhow::bail!("{name}: {message}"),
-                other => anyhow::bail!("{name}: unexpected answer {other:?}"),
+            // Each wait ends a second before the client's own timeout would.
+            let wait_ms = u64::try_from(
+                std::time::Duration::try_from_secs_f64(cli.timeout)?
+                    .as_millis()
+                    .saturating_sub(1000)
+                    .max(100),
+            )
+            .unwrap_or(control::MAX_WATCH_MS);
+            let mut request = Request::AppTopology;
+            let mut seen = None;
+            loop {
+                let report = match session.call(&name, port, &request)? {
+                    Response::AppTopology(report) => report,
+                    Response::Error { message } => anyhow::bail!("{name}: {message}"),
+                    other => anyhow::bail!("{name}: unexpected answer {other:?}"),
+                };
+                if seen != Some(report.changes) {
+                    match format {
+                        Format::Text => print!("{}", report.text()),
+                        Format::Dot => print!("{}", report.dot()),
+                        Format::Json if *watch => println!("{}", serde_json::to_string(&report)?),
+                        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                    }
+                    std::io::Write::flush(&mut std::io::stdout())?;
+                }
+                if !*watch {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                seen = Some(report.changes);
+                request = Request::WatchTopology {
+                    after: report.changes,
+                    timeout_ms: wait_ms,
+                };
             }
-            Ok(ExitCode::SUCCESS)
         }
         Command::Check { file, proxy } => {
             let topology = load(file)?;

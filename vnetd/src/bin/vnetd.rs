@@ -64,6 +64,10 @@ struct Cli {
     /// a pair needs to be an edge of the topology.
     #[arg(long, default_value_t = vttif::Params::DEFAULT.threshold)]
     vttif_threshold: f64,
+    /// Turn VTTIF off: no traffic counting, no updates, no inference at the Proxy (to
+    /// measure what it costs).
+    #[arg(long)]
+    no_vttif: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -135,6 +139,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             TcpListener::bind(addr).with_context(|| format!("bind the metrics endpoint to {addr}"))
         })
         .transpose()?;
+    let vttif = vttif::Params {
+        update_hz: cli.vttif_update_hz,
+        window: Duration::try_from_secs_f64(cli.vttif_window).map_err(|_| {
+            anyhow::anyhow!(
+                "--vttif-window {}: not a duration in seconds",
+                cli.vttif_window
+            )
+        })?,
+        threshold: cli.vttif_threshold,
+    };
+    vttif
+        .check()
+        .map_err(|e| anyhow::anyhow!("VTTIF parameters: {e}"))?;
     let (mut daemon, wake) = Daemon::start(Config {
         name: cli.name,
         role,
@@ -143,16 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         state_dir,
         underlay_mtu: cli.underlay_mtu,
         offloads: !cli.no_offloads,
-        vttif: vttif::Params {
-            update_hz: cli.vttif_update_hz,
-            window: Duration::try_from_secs_f64(cli.vttif_window).map_err(|_| {
-                anyhow::anyhow!(
-                    "--vttif-window {}: not a duration in seconds",
-                    cli.vttif_window
-                )
-            })?,
-            threshold: cli.vttif_threshold,
-        },
+        vttif: (!cli.no_vttif).then_some(vttif),
     })?;
     {
         use std::os::fd::AsRawFd as _;

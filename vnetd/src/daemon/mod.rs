@@ -147,8 +147,9 @@ pub struct Config {
     /// by default; see "Offloads" above.
     pub offloads: bool,
     /// VTTIF's parameters: the update rate at which hosts ship their local matrices, and
-    /// (at the Proxy) the inference's window and threshold ([`traffic`]).
-    pub vttif: vttif::Params,
+    /// (at the Proxy) the inference's window and threshold ([`traffic`]). `None`: no
+    /// counting, no updates, no inference (`vnetd --no-vttif`, to measure what VTTIF costs).
+    pub vttif: Option<vttif::Params>,
 }
 
 /// A frame as the data plane carries it: plain, or (`offload`) behind the 10-byte
@@ -492,9 +493,9 @@ impl Daemon {
         let slot = if config.offloads { 65_536 } else { 2048 };
         let recv = RecvBatch::new(BATCH, slot)?;
         let syncer = state::Syncer::start(&config.state_dir);
-        let vttif = match config.role {
-            Role::Proxy => Some(vttif::Service::new(config.vttif)?),
-            Role::Host { .. } => None,
+        let vttif = match (&config.role, config.vttif) {
+            (Role::Proxy, Some(params)) => Some(vttif::Service::new(params)?),
+            _ => None,
         };
         let mut daemon = Daemon {
             table: Table::new(config.role.clone(), config.name.clone()),
@@ -683,6 +684,7 @@ impl Daemon {
         // A host wakes for an update only when it has counted something; the Proxy always
         // evaluates at the update rate.
         let update = (self.vttif.is_some() || !self.matrix.is_empty()).then_some(self.next_update);
+        let update = update.filter(|_| self.config.vttif.is_some());
         self.plane
             .links
             .iter()
@@ -1173,7 +1175,7 @@ impl Daemon {
         };
         let eth = frame.eth();
         let (dst, src) = (mac_at(eth, 0), mac_at(eth, 6));
-        if matches!(from, From::Port(_)) {
+        if matches!(from, From::Port(_)) && self.config.vttif.is_some() {
             self.matrix.count(src, dst, eth.len());
         }
         let decision = self.table.lookup_counted(ingress, src, dst, eth.len());
@@ -1200,7 +1202,10 @@ impl Daemon {
     /// The update tick: a host ships its local matrix to its Proxy; the Proxy feeds its own
     /// to the inference and evaluates.
     fn vttif_update(&mut self, now: Duration) {
-        let interval = self.config.vttif.update_interval();
+        let Some(params) = self.config.vttif else {
+            return;
+        };
+        let interval = params.update_interval();
         self.next_update += interval;
         if self.next_update <= now {
             self.next_update = now + interval;
@@ -1278,14 +1283,16 @@ impl Daemon {
                 }
             }
             Request::Stats => return Response::Stats(Box::new(self.stats())),
-            Request::AppTopology => {
+            Request::AppTopology | Request::WatchTopology { .. } => {
                 return match (&self.vttif, &self.config.role) {
                     (Some(service), _) => Response::AppTopology(Box::new(service.report(now))),
                     (None, Role::Host { proxy }) => error(format!(
                         "{} is a host: the application's topology is inferred at its Proxy; ask {proxy}",
                         self.config.name
                     )),
-                    (None, Role::Proxy) => error("this Proxy runs no VTTIF service".into()),
+                    (None, Role::Proxy) => {
+                        error("this Proxy runs without VTTIF (vnetd --no-vttif)".into())
+                    }
                 }
             }
             Request::AddLink { peer, kind, addr } => {

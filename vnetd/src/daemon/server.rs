@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
@@ -16,6 +16,7 @@ use super::tcp::LINK_PREAMBLE;
 use super::{random_bytes, render_metrics, render_vttif, Command};
 use crate::control::{
     hex, read_line, unhex, write_line, Challenge, Proof, Request, Response, CHALLENGE_LEN,
+    MAX_WATCH_MS,
 };
 use crate::wire::OverlayKey;
 
@@ -149,6 +150,11 @@ fn serve_control(stream: TcpStream, key: &OverlayKey, handle: &Handle) -> std::i
     reader.get_ref().set_read_timeout(Some(IDLE_TIMEOUT))?;
     while let Some(line) = read_line(&mut reader)? {
         let response = match serde_json::from_str::<Request>(&line) {
+            Ok(Request::WatchTopology { after, timeout_ms }) => watch(
+                handle,
+                after,
+                Duration::from_millis(timeout_ms.min(MAX_WATCH_MS)),
+            ),
             Ok(request) => handle.call(request),
             Err(e) => Response::Error {
                 message: format!("bad request: {e}"),
@@ -157,6 +163,23 @@ fn serve_control(stream: TcpStream, key: &OverlayKey, handle: &Handle) -> std::i
         write_line(&mut writer, &response)?;
     }
     Ok(())
+}
+
+/// Answers a [`Request::WatchTopology`]: asks the data plane at VTTIF's update rate until
+/// more than `after` changes are declared or `timeout` passes. Waiting here, on the
+/// connection's own thread, keeps the data plane free.
+fn watch(handle: &Handle, after: u64, timeout: Duration) -> Response {
+    let start = Instant::now();
+    loop {
+        let response = handle.call(Request::AppTopology);
+        let Response::AppTopology(report) = &response else {
+            return response;
+        };
+        if report.changes > after || start.elapsed() >= timeout {
+            return response;
+        }
+        std::thread::sleep(Duration::from_secs_f64(1.0 / report.update_hz.max(1.0)));
+    }
 }
 
 /// Serves `GET /metrics` on `listener` until the process ends (one request at a time: a
