@@ -714,7 +714,7 @@ pub fn run(opts: &Options) -> Result<Value> {
                 let o = overlays.get(&c.run());
                 let s = measure(up, o, c, opts, &scenario.tcp_congestion)?;
                 eprintln!(
-                    "bench dataplane: repeat {}/{}: {:<12} {:>8.0} Mbit/s  {:>6.2} CPU s/GB  \
+                    "bench dataplane: repeat {}/{}: {:<17} {:>8.0} Mbit/s  {:>6.2} CPU s/GB  \
                      RTT median {:>5.0} µs  ({} retransmits, path MTU {}, background {:.2} cores)",
                     r + 1,
                     opts.repeat,
@@ -813,7 +813,7 @@ fn report(
         opts.ping_interval_ms
     );
     println!(
-        "{:<12} {:>24} {:>22} {:>8} {:>9} {:>9} {:>9} {:>6} {:>6} {:>10}",
+        "{:<17} {:>24} {:>22} {:>8} {:>9} {:>9} {:>9} {:>6} {:>6} {:>10}",
         "config",
         "Mbit/s",
         "CPU s/GB (machine)",
@@ -826,12 +826,12 @@ fn report(
         "relayed"
     );
     println!(
-        "{:<12} {:>24} {:>22} {:>8} {:>9} {:>9} {:>9} {:>6} {:>6} {:>10}",
+        "{:<17} {:>24} {:>22} {:>8} {:>9} {:>9} {:>9} {:>6} {:>6} {:>10}",
         "", "", "", "", "µs", "µs", "(median)", "", "MB", "frames"
     );
     for (c, r) in &rows {
         println!(
-            "{:<12} {:>8.0} [{:>6.0}-{:>6.0}] {:>6.2} [{:>5.2}-{:>5.2}] {:>8.2} {:>9.0} {:>9.0} \
+            "{:<17} {:>8.0} [{:>6.0}-{:>6.0}] {:>6.2} [{:>5.2}-{:>5.2}] {:>8.2} {:>9.0} {:>9.0} \
              {:>9.0} {:>6} {:>6.1} {:>10}",
             c.name(),
             r.mbit.0,
@@ -887,16 +887,21 @@ fn report(
         opts.ping_interval_ms,
         percentile(wakeups, 99)
     );
-    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    // A target whose rows were not measured (`--only`) is not judged.
+    let verdict = |figure: f64, ok: bool| match (figure.is_nan(), ok) {
+        (true, _) => "not measured",
+        (false, true) => "met",
+        (false, false) => "MISSED",
+    };
     println!(
         "\nvnetd-udp / vxlan throughput  {udp_vs_vxlan:>6.3}   (target >= 0.5: {})\n\
          vnetd-udp / tinc throughput   {udp_vs_tinc:>6.3}   (target >= 1.5: {})\n\
          vnetd-udp RTT - direct RTT    {added_rtt_us:>6.0} µs (target <= 50 µs: {})\n\
          vnetd-udp / vxlan CPU per GB  {cpu_udp_vs_vxlan:>6.3}\n\
          vnetd-udp / tinc CPU per GB   {cpu_udp_vs_tinc:>6.3}\n",
-        verdict(udp_vs_vxlan >= 0.5),
-        verdict(udp_vs_tinc >= 1.5),
-        verdict(added_rtt_us <= 50.0)
+        verdict(udp_vs_vxlan, udp_vs_vxlan >= 0.5),
+        verdict(udp_vs_tinc, udp_vs_tinc >= 1.5),
+        verdict(added_rtt_us, added_rtt_us <= 50.0)
     );
     let mut figures = serde_json::Map::new();
     figures.insert("udp_vs_vxlan".into(), json!(udp_vs_vxlan));

@@ -5,15 +5,16 @@
 //!
 //! 1. **Detection.** One patterns run whose schedule switches between ring and hypercube
 //!    every few seconds. A poller in the Proxy's namespace asks the Proxy for its report
-//!    every 20 ms. A switch is seen at the first report whose matrix has traffic on a pair of
-//!    the new topology that the old one lacks; it happened at most one update interval
+//!    every 20 ms. A switch is seen at the first report whose matrix has traffic (at least
+//!    VTTIF's idle floor, so not the connections' set-up) on a pair of the new topology that
+//!    the old one lacks; it happened at most one update interval
 //!    before the report before that one. Detection time is from there to the declaration of
 //!    exactly the new topology (`last_change.at_s`, the daemon's clock): an upper bound,
 //!    within one poll and one update interval of the truth.
 //! 2. **Alternation.** patterns alternating ring and tree (same message count, few shared
 //!    edges) every K iterations, for K from 64 down to 1. A run is *followed* when at least
 //!    80 % of its switches were declared as the right topology; the knee is the fastest
-//!    alternation (full cycles per second, from patterns' own iteration times) followed.
+//!    alternation (full cycles per second, from the run's wall time) followed.
 //!    Faster runs should settle on the union (reported) rather than flap.
 //! 3. **Steady load.** patterns ring for `--steady-s` seconds: every change declared after
 //!    the ring's own declaration is spurious.
@@ -94,7 +95,8 @@ struct Snap {
     changes: u64,
     last_change_s: Option<f64>,
     declared: BTreeSet<Pair>,
-    /// Pairs with unicast traffic in the window.
+    /// Pairs with traffic in the window, at VTTIF's idle floor or above (a connection's
+    /// handshake is not yet its application's traffic).
     active: BTreeSet<Pair>,
 }
 
@@ -108,7 +110,7 @@ impl Snap {
             active: r
                 .matrix
                 .iter()
-                .filter(|f| f.bytes_per_s > 0.0)
+                .filter(|f| f.bytes_per_s >= ::vttif::Inference::IDLE_BYTES_PER_S)
                 .map(|f| pair(f.src, f.dst))
                 .collect(),
         }
@@ -223,15 +225,11 @@ fn iterations_for(seconds: f64, iteration_s: f64) -> usize {
     n
 }
 
-/// Phase durations (s) of an alternation every `k` iterations, from the per-iteration times.
-fn phase_durations(summary: &Value, k: usize) -> Result<Vec<f64>> {
-    let times: Vec<f64> = summary["iter_times_s"]
-        .as_array()
-        .context("patterns summary without iter_times_s")?
-        .iter()
-        .filter_map(Value::as_f64)
-        .collect();
-    Ok(times.chunks(k).map(|c| c.iter().sum()).collect())
+/// A patterns run's wall time (s), from its summary.
+fn wall_s(summary: &Value) -> Result<f64> {
+    summary["total_s"]
+        .as_f64()
+        .context("patterns summary without total_s")
 }
 
 /// Runs the benchmark; prints tables and returns the JSON object.
@@ -289,25 +287,30 @@ pub fn run(opts: &Options) -> Result<Value> {
             None => bail!("switch {k} of the detection run was never declared"),
         }
     }
-    let ring_iter_s = {
-        let p = phase_durations(&summary, 1)?;
-        let ring_only: Vec<f64> = p.iter().take(ring_its).copied().collect();
-        crate::patterns::report::median(&ring_only)
-    };
+    drop(summary);
+    // The ring's iteration time, for the runs below: patterns' iteration times overlap
+    // between ranks, so only a run's wall time over its iterations tells.
+    let calibration = testbed::run_patterns(
+        run,
+        Some(RANKS),
+        &patterns_args("ring", 200),
+        Duration::from_secs(600),
+    )?;
+    let ring_iter_s = wall_s(&calibration)? / 200.0;
 
     // 2. Alternation.
     eprintln!("bench vttif: 2/4 alternation ring <-> tree");
     let mut knee_rows = Vec::new();
-    for k in [64usize, 32, 16, 8, 4, 2, 1] {
+    for k in [64usize, 48, 32, 24, 16, 8, 4, 2, 1] {
         let iterations = (8 * k).max(iterations_for(8.0, ring_iter_s));
         let iterations = iterations.div_ceil(k) * k;
         let (summary, snaps) = polled_patterns(
             run,
             &patterns_args(&format!("alternate:ring,tree:{k}"), iterations),
         )?;
-        let phases = phase_durations(&summary, k)?;
-        let switches = phases.len().saturating_sub(1);
-        let mean_phase = phases.iter().sum::<f64>() / phases.len().max(1) as f64;
+        let phases = iterations / k;
+        let switches = phases.saturating_sub(1);
+        let mean_phase = wall_s(&summary)? / phases as f64;
         let hz = 1.0 / (2.0 * mean_phase);
         let decl = declarations(&snaps);
         let union: BTreeSet<Pair> = ring.union(&tree).copied().collect();
@@ -469,10 +472,8 @@ mod tests {
         assert_eq!(truth("ring").unwrap().len(), 8);
         assert_eq!(truth("hypercube").unwrap().len(), 12);
         assert_eq!(truth("tree").unwrap().len(), 7);
-        let phases =
-            phase_durations(&json!({"iter_times_s": [0.1, 0.1, 0.2, 0.2, 0.3]}), 2).unwrap();
-        assert_eq!(phases.len(), 3);
-        assert!((phases[1] - 0.4).abs() < 1e-9);
+        assert!((wall_s(&json!({"total_s": 2.5})).unwrap() - 2.5).abs() < 1e-12);
+        assert!(wall_s(&json!({})).is_err());
         assert_eq!(iterations_for(8.0, 0.035), 229);
         assert_eq!(iterations_for(8.0, 0.0), 1_000_000);
         assert_eq!(iterations_for(f64::NAN, 0.1), 1);

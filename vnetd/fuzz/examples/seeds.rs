@@ -47,7 +47,7 @@ struct Sealed {
 fn seal(tx: &mut LinkTx, frame: &[u8]) -> Vec<Vec<u8>> {
     let mut out = vec![0u8; tx.sealed_len(frame.len()).expect("a carriable frame")];
     let sealed = tx
-        .seal_frame(frame, DEFAULT_HOPS, &mut out)
+        .seal_frame(frame, false, DEFAULT_HOPS, &mut out)
         .expect("sealed");
     sealed.datagrams(&out).map(<[u8]>::to_vec).collect()
 }
@@ -385,7 +385,33 @@ fn text_seeds() {
     }
 }
 
+/// VTTIF updates as a daemon encodes them, and a truth file of the offline tool.
+fn vttif_seeds() {
+    let mac = |i: u8| vnetd::model::Mac([2, 0x56, 0x4e, 0, 0, i]);
+    let entries: Vec<vttif::update::Entry> = (1..=4)
+        .map(|i| vttif::update::Entry {
+            src: mac(i),
+            dst: mac(i % 4 + 1),
+            bytes: 1514 * u64::from(i),
+            frames: u64::from(i),
+        })
+        .collect();
+    let mut update = Vec::new();
+    vttif::update::encode(7, &entries, &mut update);
+    write("vttif", "update", &update);
+    let mut empty = Vec::new();
+    vttif::update::encode(0, &[], &mut empty);
+    write("vttif", "empty-update", &empty);
+    write(
+        "vttif",
+        "truth",
+        "guests = [\"02:56:4e:00:00:01\", \"02:56:4e:00:00:02\", \"02:56:4e:00:00:03\"]\n\n\
+         [[phase]]\nfrom_s = 0.0\nto_s = 10.0\ntopology = \"ring\"\n",
+    );
+}
+
 fn main() {
+    vttif_seeds();
     wire_seeds();
     reassembly_seeds();
     lang_seeds();
