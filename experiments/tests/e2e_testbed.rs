@@ -2,7 +2,7 @@
 //! `cargo xtask test`, which passes `--ignored --test-threads=1`).
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -658,6 +658,32 @@ fn vttif_case(
     (during, run.app_topology(), summary)
 }
 
+/// `vnetctl ARGS` against run `run`'s daemons; its output.
+fn vnetctl(run: &Run, args: &[&str]) -> String {
+    let out = testbed()
+        .args(["vnetctl", &run.name, "--"])
+        .args(args)
+        .output()
+        .unwrap();
+    ok(out, &format!("vnetctl {}", args.join(" ")))
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir(name: &str) -> TempDir {
+    let d = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    TempDir(d)
+}
+
 /// Fraction of the unicast traffic in a report's matrix that is not on `edges`.
 fn off_edge_share(report: &serde_json::Value, edges: &BTreeSet<(String, String)>) -> f64 {
     let (mut off, mut all) = (0.0, 0.0);
@@ -689,9 +715,63 @@ const VTTIF_CASES: [(&str, usize, u64); 8] = [
 #[ignore = "end-to-end: needs root and network namespaces; run by `cargo xtask test`"]
 fn vttif_infers_every_topology_with_and_without_noise() {
     let run = Run::up("vttif", "tb-vttif", "vnet");
+    let traces = tempdir("tb-vttif-traces");
     for (topology, ranks, iterations) in VTTIF_CASES {
         let truth = true_edges(topology, ranks);
+        // The ring is also recorded at every guest's port, and the traces replayed offline.
+        let recording = topology == "ring";
+        if recording {
+            for g in 1..=ranks {
+                let out = traces.0.join(format!("vm{g}.pcap"));
+                let out = out.to_str().unwrap();
+                let args = [
+                    "record",
+                    &format!("host{g}"),
+                    &format!("vm{g}"),
+                    "--out",
+                    out,
+                ];
+                vnetctl(&run, &[&args[..], &["--seconds", "60"]].concat());
+            }
+        }
         let (during, after, summary) = vttif_case(&run, topology, ranks, iterations, &[], 1.0);
+        if recording {
+            for g in 1..=ranks {
+                vnetctl(
+                    &run,
+                    &["record", &format!("host{g}"), &format!("vm{g}"), "--stop"],
+                );
+            }
+            let vttif = Path::new(env!("CARGO_BIN_EXE_testbed")).with_file_name("vttif");
+            let out = Command::new(&vttif)
+                .arg("replay")
+                .args((1..=ranks).map(|g| traces.0.join(format!("vm{g}.pcap"))))
+                .arg("--json")
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("{} (built by cargo test --workspace): {e}", vttif.display())
+                });
+            let text = ok(out, "vttif replay");
+            let replay: serde_json::Value =
+                serde_json::from_str(text.lines().last().unwrap()).unwrap();
+            let last = replay["changes"]
+                .as_array()
+                .unwrap()
+                .last()
+                .expect("a change in the trace");
+            let edges: BTreeSet<(String, String)> = last["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e[0].as_str().unwrap().to_string(),
+                        e[1].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            assert_eq!(edges, truth, "ring replayed from the recorded ports");
+        }
         assert_eq!(
             reported_edges(&during),
             truth,

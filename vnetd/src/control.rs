@@ -124,6 +124,21 @@ pub enum Request {
     /// The application's inferred topology and traffic matrix ([`Response::AppTopology`]):
     /// the Proxy only.
     AppTopology,
+    /// Record port `port`'s frames, both directions, into a new pcap file `path` on the
+    /// daemon's machine for `millis` ms (`vnetctl record`; see `daemon::record`).
+    Record {
+        /// The port.
+        port: Name,
+        /// The file to create.
+        path: std::path::PathBuf,
+        /// How long, in milliseconds.
+        millis: u64,
+    },
+    /// End port `port`'s recording now.
+    StopRecord {
+        /// The port.
+        port: Name,
+    },
     /// The change stream: [`Response::AppTopology`] as soon as more than `after` changes have
     /// been declared, or after `timeout_ms` (at most [`MAX_WATCH_MS`]) with none. A client
     /// that asks again with the `changes` of each answer sees every change (the adaptation

@@ -14,6 +14,7 @@ pub mod classify;
 pub mod infer;
 mod mac;
 pub mod offline;
+pub mod pcap_writer;
 pub mod plot;
 mod rng;
 pub mod service;

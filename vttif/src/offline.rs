@@ -63,6 +63,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::classify::Shape;
+use crate::pcap_writer::PcapWriter;
 use crate::rng::Rng;
 use crate::update::Entry;
 use crate::{Change, Mac, Pair, Params, ParamsError, Service};
@@ -211,31 +212,19 @@ const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
 ///
 /// # Errors
 /// Writing fails, or a timestamp is past 2106 (the format's 32-bit seconds).
-pub fn write_pcap(mut out: impl Write, frames: &[Frame]) -> io::Result<()> {
-    out.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
-    out.write_all(&2u16.to_le_bytes())?;
-    out.write_all(&4u16.to_le_bytes())?;
-    out.write_all(&[0; 8])?; // time zone offset, timestamp accuracy
-    out.write_all(&SNAPLEN.to_le_bytes())?;
-    out.write_all(&1u32.to_le_bytes())?; // LINKTYPE_ETHERNET
-    let mut record = Vec::new();
+pub fn write_pcap(out: impl Write, frames: &[Frame]) -> io::Result<()> {
+    let mut w = PcapWriter::new(out, SNAPLEN)?;
+    let mut bytes = Vec::new();
     for f in frames {
-        let secs = u32::try_from(f.at.as_secs())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "timestamp past 2106"))?;
-        let kept = f.len.min(SNAPLEN);
-        record.clear();
-        record.extend_from_slice(&secs.to_le_bytes());
-        record.extend_from_slice(&f.at.subsec_micros().to_le_bytes());
-        record.extend_from_slice(&kept.to_le_bytes());
-        record.extend_from_slice(&f.len.to_le_bytes());
-        let data_start = record.len();
-        record.extend_from_slice(&f.dst.0);
-        record.extend_from_slice(&f.src.0);
-        record.extend_from_slice(&ETHERTYPE);
-        record.resize(data_start + usize::try_from(kept).unwrap_or(0), 0);
-        out.write_all(&record)?;
+        bytes.clear();
+        bytes.extend_from_slice(&f.dst.0);
+        bytes.extend_from_slice(&f.src.0);
+        bytes.extend_from_slice(&ETHERTYPE);
+        let len = usize::try_from(f.len).unwrap_or(usize::MAX);
+        bytes.resize(len.clamp(14, usize::try_from(SNAPLEN).unwrap_or(14)), 0);
+        w.write(f.at, &bytes, len)?;
     }
-    out.flush()
+    w.flush()
 }
 
 /// What became of one file's frames.

@@ -291,6 +291,25 @@ enum Command {
         /// The daemon, NAME[:PORT].
         daemon: String,
     },
+    /// Record a port's frames, both directions, into a new pcap file for a while: the first
+    /// 128 bytes of each (headers, never a payload) and its length, where the daemon counts
+    /// them — the traces `vttif replay` tunes VTTIF with. The file is written by the daemon,
+    /// on its machine (a relative path is taken from here, for daemons on this machine).
+    Record {
+        /// The daemon, NAME[:PORT].
+        daemon: String,
+        /// The port.
+        port: Name,
+        /// The file to create (an existing one is not overwritten).
+        #[arg(long, required_unless_present = "stop")]
+        out: Option<PathBuf>,
+        /// How long to record.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// End the port's recording now instead.
+        #[arg(long, conflicts_with = "out")]
+        stop: bool,
+    },
     /// The application's topology and traffic matrix as VTTIF infers them at the Proxy:
     /// edges with their intensities, the shapes they fit, changes, the matrix in bytes/s.
     AppTopology {
@@ -726,6 +745,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Info { daemon } => primitive(&mut session(&cli)?, daemon, &Request::Info),
+        Command::Record {
+            daemon: given,
+            port,
+            out,
+            seconds,
+            stop,
+        } => {
+            let request = match out {
+                Some(path) if !*stop => Request::Record {
+                    port: port.clone(),
+                    path: std::env::current_dir()?.join(path),
+                    millis: u64::try_from(
+                        std::time::Duration::try_from_secs_f64(*seconds)
+                            .map_err(|_| anyhow::anyhow!("--seconds {seconds}: not a duration"))?
+                            .as_millis(),
+                    )?,
+                },
+                _ => Request::StopRecord { port: port.clone() },
+            };
+            primitive(&mut session(&cli)?, given, &request)
+        }
         Command::AppTopology {
             daemon: given,
             format,

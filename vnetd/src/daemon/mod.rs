@@ -75,6 +75,7 @@
 
 mod device;
 mod metrics;
+mod record;
 pub mod server;
 pub mod state;
 mod tcp;
@@ -84,7 +85,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
@@ -288,6 +289,8 @@ struct Port {
     error: Option<String>,
     ingress: Option<IngressId>,
     stats: PortStats,
+    /// A recording in progress (`vnetctl record`).
+    record: Option<record::Recorder>,
 }
 
 /// Frames sealed and waiting for one `sendmmsg`, each as a run of datagrams.
@@ -685,6 +688,11 @@ impl Daemon {
         // evaluates at the update rate.
         let update = (self.vttif.is_some() || !self.matrix.is_empty()).then_some(self.next_update);
         let update = update.filter(|_| self.config.vttif.is_some());
+        let recordings = self.plane.ports.iter().flatten();
+        let recording = recordings
+            .filter_map(|p| p.record.as_ref())
+            .map(|r| r.until)
+            .min();
         self.plane
             .links
             .iter()
@@ -692,6 +700,7 @@ impl Daemon {
             .flat_map(|l| [l.peer.poll_timeout(), l.rx.poll_timeout()])
             .flatten()
             .chain(update)
+            .chain(recording)
             .min()
     }
 
@@ -699,6 +708,11 @@ impl Daemon {
     fn timers(&mut self, now: Duration) {
         if now >= self.next_update {
             self.vttif_update(now);
+        }
+        for port in self.plane.ports.iter_mut().flatten() {
+            if port.record.as_ref().is_some_and(|r| now >= r.until) {
+                end_recording(port, "done");
+            }
         }
         for slot in 0..self.plane.links.len() {
             let Some(link) = self.plane.links[slot].as_mut() else {
@@ -1142,6 +1156,11 @@ impl Daemon {
             return;
         };
         port.stats.rx.count(frame.eth().len());
+        if let Some(r) = port.record.as_mut() {
+            if !r.frame(frame.eth()) {
+                end_recording(port, "write failed");
+            }
+        }
         if let Some(problem) = frame.length_problem() {
             return count(&mut port.stats.drops, problem);
         }
@@ -1260,6 +1279,41 @@ impl Daemon {
         }
     }
 
+    /// Starts recording port `name` into `path` for `length`.
+    fn start_recording(
+        &mut self,
+        name: &Name,
+        path: &Path,
+        length: Duration,
+        now: Duration,
+    ) -> Response {
+        let error = |message: String| Response::Error { message };
+        let Some(port) = self
+            .plane
+            .port_slots
+            .get(name)
+            .and_then(|&slot| self.plane.ports[slot].as_mut())
+        else {
+            return error(format!("no port {name}"));
+        };
+        if port.record.is_some() {
+            return error(format!("port {name} is being recorded already"));
+        }
+        match record::Recorder::create(path, now + length) {
+            Ok(r) => {
+                port.record = Some(r);
+                Response::Ok {
+                    message: Some(format!(
+                        "recording port {name} into {} for {:.1} s",
+                        path.display(),
+                        length.as_secs_f64()
+                    )),
+                }
+            }
+            Err(message) => error(message),
+        }
+    }
+
     /// Applies one control request.
     fn handle(&mut self, request: Request) -> Response {
         let now = self.now();
@@ -1283,6 +1337,19 @@ impl Daemon {
                 }
             }
             Request::Stats => return Response::Stats(Box::new(self.stats())),
+            Request::Record { port, path, millis } => {
+                return self.start_recording(&port, &path, Duration::from_millis(millis), now)
+            }
+            Request::StopRecord { port } => {
+                let p = self.plane.port_slots.get(&port).copied();
+                return match p.and_then(|slot| self.plane.ports[slot].as_mut()) {
+                    Some(p) => match p.record.take() {
+                        Some(r) => ok(Some(r.finish())),
+                        None => error(format!("port {port} is not being recorded")),
+                    },
+                    None => error(format!("no port {port}")),
+                };
+            }
             Request::AppTopology | Request::WatchTopology { .. } => {
                 return match (&self.vttif, &self.config.role) {
                     (Some(service), _) => Response::AppTopology(Box::new(service.report(now))),
@@ -1581,6 +1648,7 @@ impl Daemon {
             },
             spec,
             dev,
+            record: None,
             error,
             ingress,
         };
@@ -1634,6 +1702,13 @@ impl Daemon {
 }
 
 /// Checks a port's specification before anything is created.
+/// Ends `port`'s recording, logging `why`.
+fn end_recording(port: &mut Port, why: &str) {
+    if let Some(r) = port.record.take() {
+        info!(port = %port.spec.name, "recording {why}: {}", r.finish());
+    }
+}
+
 /// Sends a sealed control message of `link` (from `buf`), counting what happens; true if
 /// its TCP connection failed.
 fn send_control(
@@ -1698,7 +1773,14 @@ impl Plane {
                     return count(&mut port.stats.drops, "not-attached");
                 };
                 match dev.write(frame, &mut self.resolve_buf) {
-                    Wrote::Ok => port.stats.tx.count(frame.eth().len()),
+                    Wrote::Ok => {
+                        port.stats.tx.count(frame.eth().len());
+                        if let Some(r) = port.record.as_mut() {
+                            if !r.frame(frame.eth()) {
+                                end_recording(port, "write failed");
+                            }
+                        }
+                    }
                     Wrote::Full => count(&mut port.stats.drops, "device-full"),
                     Wrote::Failed => count(&mut port.stats.drops, "write-failed"),
                     Wrote::BadOffload => count(&mut port.stats.drops, "bad-offload"),
