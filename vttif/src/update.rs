@@ -55,6 +55,9 @@ pub enum UpdateError {
     /// A version this code does not speak.
     #[error("update version {0} is not supported (this daemon speaks {VERSION})")]
     Version(u8),
+    /// The reserved octet is not zero (a later version's field this one cannot read).
+    #[error("update has {0} in its reserved octet, which must be 0")]
+    Reserved(u8),
     /// The length does not match the entry count.
     #[error("update declares {count} entries ({expected} bytes) but has {len} bytes")]
     Length {
@@ -118,6 +121,9 @@ pub fn decode(bytes: &[u8]) -> Result<Update, UpdateError> {
     };
     if header[0] != VERSION {
         return Err(UpdateError::Version(header[0]));
+    }
+    if header[1] != 0 {
+        return Err(UpdateError::Reserved(header[1]));
     }
     let count = usize::from(u16::from_be_bytes([header[2], header[3]]));
     let seq = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
@@ -193,6 +199,9 @@ mod tests {
         let mut v = good.clone();
         v[0] = 9;
         assert_eq!(decode(&v), Err(UpdateError::Version(9)));
+        let mut r = good.clone();
+        r[1] = 0x86;
+        assert_eq!(decode(&r), Err(UpdateError::Reserved(0x86)));
         assert!(matches!(
             decode(&good[..good.len() - 1]),
             Err(UpdateError::Length { .. })
