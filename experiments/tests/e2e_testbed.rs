@@ -636,7 +636,8 @@ fn vttif_case(
                 .unwrap()
         })
         .collect();
-    // A report from the middle of the run: detection takes under a second.
+    // The last report taken while patterns still runs (at least 2 s in: detection takes
+    // under a second), so its window holds the run's traffic.
     let mut during = None;
     while patterns.try_wait().unwrap().is_none() {
         std::thread::sleep(Duration::from_millis(250));

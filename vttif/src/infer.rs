@@ -38,7 +38,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Mac;
 
@@ -143,12 +143,9 @@ pub enum ParamsError {
 /// An undirected pair of guests, the smaller MAC first.
 pub type Pair = (Mac, Mac);
 
-fn pair(a: Mac, b: Mac) -> Pair {
-    if a <= b {
-        (a, b)
-    } else {
-        (b, a)
-    }
+/// The undirected pair of `a` and `b`.
+pub(crate) fn pair(a: Mac, b: Mac) -> Pair {
+    (a.min(b), a.max(b))
 }
 
 /// A topology: its edges with their intensities (weight over the heaviest edge's, in (0, 1]).
@@ -191,7 +188,7 @@ pub struct Change {
 }
 
 /// One directed pair's traffic over the window.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Flow {
     /// Sender.
     pub src: Mac,

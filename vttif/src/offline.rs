@@ -63,6 +63,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::classify::Shape;
+use crate::infer::pair;
 use crate::pcap_writer::PcapWriter;
 use crate::rng::Rng;
 use crate::update::Entry;
@@ -745,10 +746,6 @@ struct PhaseFile {
     topology: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     edges: Option<Vec<(Mac, Mac)>>,
-}
-
-fn pair(a: Mac, b: Mac) -> Pair {
-    (a.min(b), a.max(b))
 }
 
 impl Truth {

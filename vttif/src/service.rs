@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::classify::{classify, Shape};
-use crate::infer::{Change, Inference, Params, ParamsError};
+use crate::infer::{Change, Flow, Inference, Params, ParamsError};
 use crate::update::{self, Entry, UpdateError};
 use crate::Mac;
 
@@ -36,19 +36,6 @@ pub struct Edge {
     pub b: Mac,
     /// Its traffic over the heaviest edge's, in (0, 1].
     pub intensity: f64,
-}
-
-/// Traffic of one directed pair.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Flow {
-    /// Sender.
-    pub src: Mac,
-    /// Destination (a group address for broadcast and multicast).
-    pub dst: Mac,
-    /// Bytes per second over the smoothing window.
-    pub bytes_per_s: f64,
-    /// Frames per second over the smoothing window.
-    pub frames_per_s: f64,
 }
 
 /// The last declared change.
@@ -256,17 +243,6 @@ impl Service {
 
     /// Everything, as of `now`.
     pub fn report(&self, now: Duration) -> Report {
-        let flows = |flows: Vec<crate::infer::Flow>| {
-            flows
-                .into_iter()
-                .map(|f| Flow {
-                    src: f.src,
-                    dst: f.dst,
-                    bytes_per_s: f.bytes_per_s,
-                    frames_per_s: f.frames_per_s,
-                })
-                .collect()
-        };
         let params = self.params();
         Report {
             now_s: now.as_secs_f64(),
@@ -288,8 +264,8 @@ impl Service {
                 added: c.added.clone(),
                 removed: c.removed.clone(),
             }),
-            matrix: flows(self.inference.matrix(now)),
-            broadcast: flows(self.inference.broadcast(now)),
+            matrix: self.inference.matrix(now),
+            broadcast: self.inference.broadcast(now),
             reporters: self.reporters.clone(),
         }
     }

@@ -686,8 +686,9 @@ impl Daemon {
     fn next_deadline(&self) -> Option<Duration> {
         // A host wakes for an update only when it has counted something; the Proxy always
         // evaluates at the update rate.
-        let update = (self.vttif.is_some() || !self.matrix.is_empty()).then_some(self.next_update);
-        let update = update.filter(|_| self.config.vttif.is_some());
+        let update = (self.config.vttif.is_some()
+            && (self.vttif.is_some() || !self.matrix.is_empty()))
+        .then_some(self.next_update);
         let recordings = self.plane.ports.iter().flatten();
         let recording = recordings
             .filter_map(|p| p.record.as_ref())
@@ -1156,11 +1157,7 @@ impl Daemon {
             return;
         };
         port.stats.rx.count(frame.eth().len());
-        if let Some(r) = port.record.as_mut() {
-            if !r.frame(frame.eth()) {
-                end_recording(port, "write failed");
-            }
-        }
+        record_frame(port, frame.eth());
         if let Some(problem) = frame.length_problem() {
             return count(&mut port.stats.drops, problem);
         }
@@ -1250,12 +1247,10 @@ impl Daemon {
             return;
         };
         let plane = &mut self.plane;
-        let Some(link) = plane
-            .link_slots
-            .get(proxy)
-            .and_then(|&slot| plane.links.get_mut(slot))
-            .and_then(Option::as_mut)
-        else {
+        let Some(&slot) = plane.link_slots.get(proxy) else {
+            return;
+        };
+        let Some(link) = plane.links.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
         // While the star link is down the counts wait for it.
@@ -1273,9 +1268,7 @@ impl Daemon {
             failed |= send_control(&plane.udp, link, sealed, buf);
         }
         if failed {
-            if let Some(&slot) = plane.link_slots.get(proxy) {
-                self.tcp_failed(slot, now);
-            }
+            self.tcp_failed(slot, now);
         }
     }
 
@@ -1288,12 +1281,7 @@ impl Daemon {
         now: Duration,
     ) -> Response {
         let error = |message: String| Response::Error { message };
-        let Some(port) = self
-            .plane
-            .port_slots
-            .get(name)
-            .and_then(|&slot| self.plane.ports[slot].as_mut())
-        else {
+        let Some(port) = self.plane.port_mut(name) else {
             return error(format!("no port {name}"));
         };
         if port.record.is_some() {
@@ -1341,8 +1329,7 @@ impl Daemon {
                 return self.start_recording(&port, &path, Duration::from_millis(millis), now)
             }
             Request::StopRecord { port } => {
-                let p = self.plane.port_slots.get(&port).copied();
-                return match p.and_then(|slot| self.plane.ports[slot].as_mut()) {
+                return match self.plane.port_mut(&port) {
                     Some(p) => match p.record.take() {
                         Some(r) => ok(Some(r.finish())),
                         None => error(format!("port {port} is not being recorded")),
@@ -1702,6 +1689,13 @@ impl Daemon {
 }
 
 /// Checks a port's specification before anything is created.
+/// Adds a frame to `port`'s recording, if it has one (ending it if the file fails).
+fn record_frame(port: &mut Port, eth: &[u8]) {
+    if port.record.as_mut().is_some_and(|r| !r.frame(eth)) {
+        end_recording(port, "write failed");
+    }
+}
+
 /// Ends `port`'s recording, logging `why`.
 fn end_recording(port: &mut Port, why: &str) {
     if let Some(r) = port.record.take() {
@@ -1759,6 +1753,12 @@ fn check_port(spec: &PortSpec) -> Result<(), String> {
 }
 
 impl Plane {
+    /// The attached port named `name`.
+    fn port_mut(&mut self, name: &Name) -> Option<&mut Port> {
+        let slot = *self.port_slots.get(name)?;
+        self.ports.get_mut(slot)?.as_mut()
+    }
+
     /// Sends one frame out of `out`: a port's device, or sealed into the outbox for a link.
     fn send(&mut self, out: &Out, frame: Carried<'_>, hops: Option<u8>) {
         match out {
@@ -1775,11 +1775,7 @@ impl Plane {
                 match dev.write(frame, &mut self.resolve_buf) {
                     Wrote::Ok => {
                         port.stats.tx.count(frame.eth().len());
-                        if let Some(r) = port.record.as_mut() {
-                            if !r.frame(frame.eth()) {
-                                end_recording(port, "write failed");
-                            }
-                        }
+                        record_frame(port, frame.eth());
                     }
                     Wrote::Full => count(&mut port.stats.drops, "device-full"),
                     Wrote::Failed => count(&mut port.stats.drops, "write-failed"),
