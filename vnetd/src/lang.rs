@@ -79,7 +79,8 @@
 //!   off, [`render_plan`] writes them as a program, and [`host_changes`] lists the daemons to
 //!   start and stop, which are not primitives.
 //! * [`star`] builds the initial topology: every host linked to the Proxy; [`mesh`] adds a
-//!   fast path between every two hosts.
+//!   fast path between every two hosts; [`rehome`] moves a guest to another host (a
+//!   migration's new rules).
 
 mod lex;
 mod parse;
@@ -98,7 +99,7 @@ pub use parse::{parse, Found, SyntaxError, SyntaxErrorKind};
 pub use plan::{host_changes, plan, HostChange};
 pub use print::{print, render, render_plan};
 pub use semantics::{apply, check, program_to_topology, ProgramError, SemanticError};
-pub use star::{add_fast_path, guest_homes, mesh, star, Guest, StarError};
+pub use star::{add_fast_path, guest_homes, mesh, rehome, star, Guest, RehomeError, StarError};
 
 /// A place in a program's text: 1-based line and column, the column counted in characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

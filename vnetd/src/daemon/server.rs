@@ -182,20 +182,101 @@ fn watch(handle: &Handle, after: u64, timeout: Duration) -> Response {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until the process ends (one request at a time: a
-/// scrape takes microseconds).
+/// Serves `GET /metrics` on `listener` until the process ends: the daemon's counters and, at
+/// the Proxy, VTTIF's.
 pub fn spawn_metrics(listener: TcpListener, handle: Handle) {
+    spawn_text_metrics(listener, move || match handle.call(Request::Stats) {
+        Response::Stats(stats) => {
+            let info = match handle.call(Request::Info) {
+                Response::Info(info) => Some(info),
+                _ => None,
+            };
+            let mut body = render_metrics(&stats, info.as_ref());
+            if info.as_ref().is_some_and(|i| i.role == "proxy") {
+                if let Response::AppTopology(report) = handle.call(Request::AppTopology) {
+                    let daemon = stats.name.as_ref().map_or("", |n| n.as_str());
+                    body.push_str(&render_vttif(&report, daemon));
+                }
+            }
+            Ok(body)
+        }
+        other => Err(format!("{other:?}")),
+    });
+}
+
+/// Serves `GET /metrics` on `listener` until the process ends, with the Prometheus text that
+/// `render` gives (an `Err` is answered 503 with its text), one request at a time: a scrape
+/// takes microseconds. Any program's metrics endpoint (vnetd's, VADAPT's).
+pub fn spawn_text_metrics(
+    listener: TcpListener,
+    render: impl Fn() -> Result<String, String> + Send + 'static,
+) {
+    spawn_http(listener, move |path, _query| {
+        if path != "/metrics" {
+            return HttpReply::error("404 Not Found", "try /metrics");
+        }
+        match render() {
+            Ok(body) => HttpReply::ok("text/plain; version=0.0.4; charset=utf-8", body),
+            Err(why) => HttpReply::error("503 Service Unavailable", why),
+        }
+    });
+}
+
+/// An answer of a [`spawn_http`] handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpReply {
+    /// The status, e.g. `200 OK`.
+    pub status: &'static str,
+    /// The content type, e.g. `application/json`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
+}
+
+impl HttpReply {
+    /// `200 OK` with `body` of `content_type`.
+    pub fn ok(content_type: &'static str, body: String) -> HttpReply {
+        HttpReply {
+            status: "200 OK",
+            content_type,
+            body,
+        }
+    }
+
+    /// An error `status` with a plain-text `message`.
+    pub fn error(status: &'static str, message: impl Into<String>) -> HttpReply {
+        let mut body = message.into();
+        body.push('\n');
+        HttpReply {
+            status,
+            content_type: "text/plain",
+            body,
+        }
+    }
+}
+
+/// Serves HTTP `GET` on `listener` until the process ends, one request at a time (a request
+/// takes microseconds): `handle(path, query)` answers each (`query` is
+/// the text after `?`, empty without one). Other methods get 405. For small JSON and text
+/// endpoints (Wren's collector: `/metrics`, `/matrix`, `/pair`).
+pub fn spawn_http(
+    listener: TcpListener,
+    handle: impl Fn(&str, &str) -> HttpReply + Send + 'static,
+) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            if let Err(e) = serve_metrics(stream, &handle) {
-                debug!("metrics request: {e}");
+            if let Err(e) = serve_http(stream, &handle) {
+                debug!("http request: {e}");
             }
         }
     });
 }
 
-fn serve_metrics(mut stream: TcpStream, handle: &Handle) -> std::io::Result<()> {
+fn serve_http(
+    mut stream: TcpStream,
+    handle: &impl Fn(&str, &str) -> HttpReply,
+) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut request = Vec::new();
@@ -210,42 +291,20 @@ fn serve_metrics(mut stream: TcpStream, handle: &Handle) -> std::io::Result<()> 
     let line = request.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut words = line.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let (status, kind, body) = if method != "GET" {
-        (
-            "405 Method Not Allowed",
-            "text/plain",
-            "only GET\n".to_string(),
-        )
-    } else if path == "/metrics" || path.starts_with("/metrics?") {
-        match handle.call(Request::Stats) {
-            Response::Stats(stats) => {
-                let info = match handle.call(Request::Info) {
-                    Response::Info(info) => Some(info),
-                    _ => None,
-                };
-                let mut body = render_metrics(&stats, info.as_ref());
-                if info.as_ref().is_some_and(|i| i.role == "proxy") {
-                    if let Response::AppTopology(report) = handle.call(Request::AppTopology) {
-                        let daemon = stats.name.as_ref().map_or("", |n| n.as_str());
-                        body.push_str(&render_vttif(&report, daemon));
-                    }
-                }
-                ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
-            }
-            other => (
-                "503 Service Unavailable",
-                "text/plain",
-                format!("{other:?}\n"),
-            ),
-        }
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let reply = if method == "GET" {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        handle(path, query)
     } else {
-        ("404 Not Found", "text/plain", "try /metrics\n".to_string())
+        HttpReply::error("405 Method Not Allowed", "only GET")
     };
     write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        reply.status,
+        reply.content_type,
+        reply.body.len(),
+        reply.body
     )?;
     stream.flush()
 }
