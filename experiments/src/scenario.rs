@@ -165,6 +165,10 @@ pub struct Scenario {
     pub cross_traffic: Vec<CrossTraffic>,
     /// CPU hogs.
     pub cpu_hogs: Vec<CpuHog>,
+    /// The cores a guest needs (`[defaults] guest_cpu`): what VADAPT counts as a VM's compute
+    /// demand against a host's quota. `None`: its host's quota shared by the guests the
+    /// scenario starts there (so no host takes more guests than it starts with).
+    pub guest_cpu: Option<f64>,
 }
 
 /// MAC of guest `index`: locally administered, unicast, stable across modes and runs.
@@ -231,6 +235,7 @@ fn default_subnet() -> Spanned<String> {
 struct Defaults {
     host_cpu: Option<Spanned<f64>>,
     guest_memory: Option<Spanned<String>>,
+    guest_cpu: Option<Spanned<f64>>,
 }
 
 /// Most hosts a scenario may have (each is several namespaces and processes on this machine;
@@ -378,6 +383,16 @@ impl Scenario {
         self.hosts.iter().position(|h| h.name == name)
     }
 
+    /// The bytes a migration of a guest with `memory_bytes` of memory copies: the memory
+    /// scaled by `rate_scale` like every rate, so that the copy over the scaled links takes as
+    /// long as the unscaled memory would over the unscaled ones.
+    #[must_use]
+    pub fn migrated_bytes(&self, memory_bytes: u64) -> u64 {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let bytes = (memory_bytes as f64 * self.rate_scale).round() as u64;
+        bytes
+    }
+
     /// The address of the user's machine: the last usable address of the guest subnet.
     #[must_use]
     pub fn user_ip(&self) -> Ipv4Addr {
@@ -455,6 +470,10 @@ fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
     }
     let guest_subnet = cx.parse(&f.guest_subnet, parse_subnet)?;
     let default_cpu = match &f.defaults.host_cpu {
+        Some(c) => Some(check_cpu(cx, c)?),
+        None => None,
+    };
+    let guest_cpu = match &f.defaults.guest_cpu {
         Some(c) => Some(check_cpu(cx, c)?),
         None => None,
     };
@@ -727,6 +746,7 @@ fn resolve(cx: &Ctx, f: File) -> Result<Scenario, ScenarioError> {
         links,
         cross_traffic,
         cpu_hogs,
+        guest_cpu,
     })
 }
 

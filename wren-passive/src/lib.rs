@@ -27,8 +27,8 @@
 //! inside it) is encrypted; receiver dispersion alone does not know the sending rate;
 //! keepalive round trips exist only on idle links (a busy link sends one every 5 s), so they
 //! give latency, not bandwidth. The price: the two ends' records must meet in one estimator
-//! (serving's job: each host ships its records, about 40 bytes a datagram, or its trains'
-//! summaries, to the Proxy).
+//! (serving's job: each host ships its records to the Proxy, about 6 bytes a datagram on the
+//! wire; see below).
 //!
 //! **Self-induced congestion** (pathload's principle, on the application's own bursts):
 //! records are cut into trains at the sender's pauses; per train its sending rate and the
@@ -60,6 +60,35 @@
 //! treat as sent in one instant). A capture on a physical NIC, or on the receiving side of an
 //! emulated link, sees wire-sized packets.
 //!
+//! # Serving, and why a daemon of its own
+//!
+//! - [`ship`]: each host's agent ships its capture's records to the collector in compact,
+//!   batched, HMAC-authenticated UDP datagrams (about 6 bytes a record, every 200 ms), keyed
+//!   with the overlay's pre-shared key (vnetd's key file and HMAC).
+//! - [`collector`]: the collector's pure state: the agents' datagrams (authenticated, replays
+//!   refused) and its own capture into one [`Estimator`]; every directed pair of the hosts
+//!   file's daemons watched, so idle pairs are reported as unknown rather than missing.
+//! - [`matrix`]: what it serves — the host×host [`Matrix`] (JSON schema there), its
+//!   Prometheus text, and the client VADAPT calls: [`fetch_matrix`], [`fetch_pair`].
+//! - The binary `wrend`: `wrend agent` on every host, `wrend collector` on the Proxy (HTTP
+//!   `/metrics`, `/matrix`, `/pair?from=A&to=B`, served by vnetd's small HTTP helper), and
+//!   `wrend query`.
+//!
+//! Wren runs as **its own small daemon, not as a mode of vnetd**: vnetd's data path (one
+//! thread, every frame of the host) stays exactly as it is, with no capture thread, no
+//! estimator and no extra socket beside it; Wren's CPU and memory are its own process's,
+//! measurable apart (`bench wren`) and bounded (the capture's ring); Wren can be started,
+//! stopped or restarted without touching the overlay; and a capture on the interface sees
+//! what the wire sees (the kernel's timestamps after the qdisc), which is what the
+//! estimator needs, where a mode of vnetd would see its own send calls. The price is one
+//! more process per host and one more socket to authenticate, both small. The Proxy's
+//! collector, rather than every host, holds the estimator: every path's two ends must meet
+//! in one place, and the Proxy already reaches every host (the star) and is where VADAPT
+//! runs. What the agents ship crosses the measured links: it is counted
+//! (`wren_reporter_bytes_total`) and measured on the wire (`bench wren`'s `probe_bytes`).
+//! It goes to the collector's own port (5410), outside the capture's filter, so Wren never
+//! measures its own reports.
+//!
 //! # Units
 //!
 //! Bandwidths in bit/s of Ethernet frames (14-byte header included, no preamble or FCS: what
@@ -85,9 +114,12 @@
 //! and their age (an old estimate decays toward the prior).
 
 pub mod capture;
+pub mod collector;
 pub mod estimate;
+pub mod matrix;
 pub mod record;
 pub mod ring;
+pub mod ship;
 pub mod stats;
 pub mod synth;
 pub mod train;
@@ -97,6 +129,7 @@ pub use estimate::{
     estimate_path, Estimate, Estimator, Measure, Method, Params, ParamsError, Path, PathEstimate,
     Report, Unknown,
 };
+pub use matrix::{fetch_matrix, fetch_pair, ClientError, Matrix, PairEstimate};
 pub use record::{parse_packet, Direction, LinkType, MsgType, Packet, ParseError, Record};
 pub use ring::{DropPolicy, Ring};
 pub use train::{Train, TrainParams, Trend};

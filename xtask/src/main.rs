@@ -272,9 +272,10 @@ fn fuzz(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Until the adaptive demo exists: brings up `single-cluster`, runs patterns all-to-all on its
-/// eight guests in `direct`, `vxlan` and `vnet` mode (the star through the Proxy), and prints
-/// the results side by side.
+/// The adaptive demo (`bench adapt --demo`): the `wan` scenario in `vnet` mode, patterns
+/// all-to-all on its eight guests on the overlay's star alone, then again with VADAPT on; it
+/// prints the inferred topology, each plan and why, the iteration times before and after and
+/// the speedup, and writes `target/vadapt-demo.svg`.
 fn demo(args: &[String]) -> Result<()> {
     if let Some(a) = args.first() {
         bail!("demo takes no arguments (got `{a}`)");
@@ -290,96 +291,15 @@ fn demo(args: &[String]) -> Result<()> {
         "experiments",
         "-p",
         "vnetd",
+        "-p",
+        "vadapt",
         "--bins",
     ]))?;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("workspace root")?;
-    let testbed = root.join("target/release/testbed");
-    let scenario = root.join("experiments/scenarios/single-cluster.toml");
-    let patterns_args = [
-        "--topology",
-        "all-to-all",
-        "--op",
-        "exchange",
-        "--size",
-        "64KiB",
-        "--iterations",
-        "30",
-        "--compute",
-        "20",
-    ];
-    let patterns = || -> Result<serde_json::Value> {
-        let out = Command::new(&testbed)
-            .args(["patterns", "demo", "--"])
-            .args(patterns_args)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "patterns failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        serde_json::from_slice(&out.stdout).context("patterns summary")
-    };
-    let vnetctl = |args: &[&str]| -> Result<String> {
-        let out = Command::new(&testbed)
-            .args(["vnetctl", "demo", "--"])
-            .args(args)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "vnetctl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    let mut results = Vec::new();
-    for mode in ["direct", "vxlan", "vnet"] {
-        eprintln!("\nxtask demo: single-cluster in {mode} mode: patterns all-to-all on 8 guests");
-        let up = run(Command::new(&testbed).args(["up"]).arg(&scenario).args([
-            "--run",
-            "demo",
-            "--network",
-            mode,
-        ]));
-        let mut measured = Vec::new();
-        let out = up.and_then(|()| {
-            let label = if mode == "vnet" { "vnet star" } else { mode };
-            measured.push((label, patterns()?));
-            if mode == "vnet" {
-                // The same overlay with a fast path between every two hosts.
-                let star = "/run/testbed/demo/vnet/star.vnet";
-                let mesh = "/run/testbed/demo/vnet/mesh.vnet";
-                std::fs::write(mesh, vnetctl(&["mesh", star])?)?;
-                eprintln!("xtask demo: adding fast paths between every two hosts");
-                eprint!("{}", vnetctl(&["apply", mesh])?);
-                eprint!("{}", vnetctl(&["wait-up", mesh])?);
-                measured.push(("vnet mesh", patterns()?));
-            }
-            Ok(())
-        });
-        let down = run(Command::new(&testbed).args(["down", "demo"]));
-        out?;
-        down?;
-        results.extend(measured);
-    }
-    println!("\npatterns all-to-all, 8 guests, 30 iterations of 64 KiB messages, scenario single-cluster");
-    println!(
-        "{:<10} {:>12} {:>16} {:>14} {:>12}",
-        "network", "total s", "iteration p50 s", "iteration p95 s", "MB sent"
-    );
-    for (mode, s) in &results {
-        let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
-        println!(
-            "{mode:<10} {:>12.2} {:>16.3} {:>14.3} {:>12.1}",
-            f("total_s"),
-            f("iter_median_s"),
-            f("iter_p95_s"),
-            f("bytes_sent") / 1e6
-        );
-    }
-    Ok(())
+    eprintln!("\nxtask demo: VADAPT on the wan scenario (about 4 minutes)");
+    run(Command::new(root.join("target/release/bench"))
+        .args(["adapt", "--demo", "--report"])
+        .arg(root.join("target/vadapt-demo.svg")))
 }

@@ -3,9 +3,12 @@
 //! dataplane` (the overlay's data path against no overlay, VXLAN and tinc). Every benchmark
 //! prints readable tables, then as its last stdout line one JSON object of its headline figures.
 
+pub mod adapt;
 mod common;
 pub mod dataplane;
 pub mod fidelity;
 pub mod model;
 pub mod setup;
+pub mod solvers;
 pub mod vttif;
+pub mod wren;

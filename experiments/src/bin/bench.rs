@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use experiments::bench::{dataplane, fidelity, setup, vttif};
+use experiments::bench::wren;
+use experiments::bench::{adapt, dataplane, fidelity, setup, solvers, vttif};
 use experiments::linkemu::accuracy::{self, Config, MeasureOptions};
 
 /// Benchmarks of the testbed and the overlay.
@@ -39,6 +40,24 @@ enum Cmd {
         #[arg(long)]
         no_links: bool,
     },
+    /// VADAPT against the star and no overlay: patterns on 8 guests, per scenario and
+    /// topology, on the star, with the controller, and in direct mode; speedup, gap to direct,
+    /// settle times and the actions taken (parameters: experiments/src/bench/adapt.rs).
+    Adapt {
+        /// Scenario file; repeat for several (default: single-cluster and wan).
+        #[arg(long = "scenario")]
+        scenarios: Vec<PathBuf>,
+        /// patterns topology; repeat for several (default: all-to-all, ring, mesh:4x2).
+        #[arg(long = "topology")]
+        topologies: Vec<String>,
+        /// The demo (`cargo xtask demo`): one scenario (default wan) and topology (default
+        /// all-to-all), on the star then with VADAPT, with a progress bar and an SVG report.
+        #[arg(long)]
+        demo: bool,
+        /// Where the demo writes its SVG report.
+        #[arg(long, default_value = "target/vadapt-demo.svg")]
+        report: PathBuf,
+    },
     /// VTTIF live at the Proxy, with its default parameters: detection time after a topology
     /// switch, the fastest alternation it follows before damping, spurious changes under
     /// steady load, and what counting costs the data path (VTTIF on against off).
@@ -58,6 +77,33 @@ enum Cmd {
         /// Counted seconds of each overhead flow.
         #[arg(long, default_value_t = 5)]
         overhead_seconds: u32,
+    },
+    /// Wren against known truth: links emulated at known rates and delays, with and without
+    /// cross traffic of known rate, patterns in the guests; per case the estimate, its error
+    /// and the time to the first estimate; then probe bytes (the link's counters with Wren on
+    /// against off) and Wren's CPU (experiments/src/bench/wren.rs).
+    Wren {
+        /// Template scenario (default: scenarios/wren.toml).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Link rates before the scenario's rate_scale, Mbit/s.
+        #[arg(long, value_delimiter = ',', default_values_t = [10.0, 50.0, 100.0])]
+        rates: Vec<f64>,
+        /// One-way delays, ms.
+        #[arg(long, value_delimiter = ',', default_values_t = [1.0, 30.0])]
+        delays: Vec<f64>,
+        /// Cross traffic as fractions of the link's rate.
+        #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.5])]
+        cross: Vec<f64>,
+        /// Seconds of application traffic per phase (at least 5).
+        #[arg(long, default_value_t = 8.0)]
+        traffic_s: f64,
+        /// Wren off/on pairs of the probe-bytes and CPU runs.
+        #[arg(long, default_value_t = 2)]
+        overhead_repeat: usize,
+        /// patterns iterations of each probe-bytes and CPU run.
+        #[arg(long, default_value_t = 40)]
+        overhead_iterations: u64,
     },
     /// Time the overlay's set-up in testbed runs of vnet mode: the star, all-to-all fast
     /// paths with their rules, and one primitive (against the papers' figures).
@@ -98,6 +144,19 @@ enum Cmd {
         /// `vxlan,vnetd-udp`); all by default.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+    },
+    /// VADAPT's solvers (greedy, LP + rounding, exact) on seeded random instances: solve time
+    /// at 8 to 512 VMs and the gap to the exact optimum on small instances.
+    Solvers {
+        /// Timed solves of each instance (greedy and exact).
+        #[arg(long, default_value_t = 10)]
+        repeat: usize,
+        /// Instances per size in the timing table.
+        #[arg(long, default_value_t = 5)]
+        instances: usize,
+        /// Small instances for the gap to the optimum.
+        #[arg(long, default_value_t = 100)]
+        small: usize,
     },
     /// Measure the link emulator alone between two namespaces: RTT against configured delay,
     /// single-flow TCP goodput against rate, its timing lateness and CPU cost.
@@ -157,6 +216,45 @@ fn run(cli: Cli) -> Result<()> {
             target_iteration_s: iteration_s,
             links: !no_links,
         })?,
+        Cmd::Adapt {
+            scenarios,
+            topologies,
+            demo,
+            report,
+        } => {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+            if demo {
+                if scenarios.len() > 1 || topologies.len() > 1 {
+                    anyhow::bail!("the demo runs one scenario and one topology");
+                }
+                adapt::demo(&adapt::DemoOptions {
+                    scenario: scenarios
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| dir.join("wan.toml")),
+                    topology: topologies
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| "all-to-all".into()),
+                    report,
+                })?
+            } else {
+                adapt::run(&adapt::Options {
+                    scenarios: if scenarios.is_empty() {
+                        vec![dir.join("single-cluster.toml"), dir.join("wan.toml")]
+                    } else {
+                        scenarios
+                    },
+                    topologies: if topologies.is_empty() {
+                        ["all-to-all", "ring", "mesh:4x2"]
+                            .map(String::from)
+                            .to_vec()
+                    } else {
+                        topologies
+                    },
+                })?
+            }
+        }
         Cmd::Vttif {
             scenario,
             switches,
@@ -174,6 +272,25 @@ fn run(cli: Cli) -> Result<()> {
                 overhead_seconds: overhead_seconds.max(1),
             })?
         }
+        Cmd::Wren {
+            scenario,
+            rates,
+            delays,
+            cross,
+            traffic_s,
+            overhead_repeat,
+            overhead_iterations,
+        } => wren::run(&wren::Options {
+            scenario: scenario.unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/wren.toml")
+            }),
+            rates_mbit: rates,
+            delays_ms: delays,
+            cross,
+            traffic_s,
+            overhead_repeat,
+            overhead_iterations,
+        })?,
         Cmd::Setup {
             scenarios,
             repeat,
@@ -212,6 +329,16 @@ fn run(cli: Cli) -> Result<()> {
                 .iter()
                 .map(|n| dataplane::Config::from_name(n))
                 .collect::<Result<_>>()?,
+        })?,
+        Cmd::Solvers {
+            repeat,
+            instances,
+            small,
+        } => solvers::run(&solvers::Options {
+            repeat: repeat.max(1),
+            instances: instances.max(1),
+            small: small.max(1),
+            ..solvers::Options::default()
         })?,
         Cmd::Linkemu {
             repeat,

@@ -73,6 +73,55 @@ enum Cmd {
         #[arg(last = true, required = true)]
         args: Vec<String>,
     },
+    /// Live-migrate a guest of a vnet-mode run to another host (an emulation of a VM's
+    /// migration): its memory's worth of bytes over the emulated path between the two hosts,
+    /// then its NIC to the new host's vnetd and its processes to the new host's cgroup, while
+    /// they run. Prints the copy time and the downtime (see the README, "Migration").
+    Migrate {
+        /// Run name.
+        name: String,
+        /// The guest, e.g. vm1.
+        vm: String,
+        /// Its new host, e.g. host2.
+        host: String,
+        /// The guest's memory instead of the scenario's (e.g. 64MiB), scaled by the
+        /// scenario's rate_scale like the scenario's.
+        #[arg(long, value_name = "SIZE", value_parser = experiments::scenario::parse_bytes)]
+        memory: Option<u64>,
+        /// Print the report as one line of JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the adaptation controller (`vadapt`) on the Proxy of a vnet-mode run: writes the
+    /// run's environment file (the scenario's machines, path priors and guests), then runs
+    /// `vadapt` with the run's key, hosts file and star, migrating through `testbed migrate`.
+    Adapt {
+        /// Run name.
+        name: String,
+        /// The guests' memory instead of the scenario's (e.g. 32MiB), for the controller's
+        /// costs and the migrations (scaled by the scenario's rate_scale, as `migrate` does).
+        #[arg(long, value_name = "SIZE", value_parser = experiments::scenario::parse_bytes)]
+        guest_memory: Option<u64>,
+        /// More vadapt arguments (e.g. --dry-run, --once, --solver greedy, --log FILE).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Wren on a vnet-mode run: `start` (an agent on every host, the collector on the
+    /// Proxy), `stop`, `status`, or `query` (`wrend query` on the Proxy; ARGS: `FROM TO`,
+    /// `--json`, `--metrics`). See the README, "Wren".
+    Wren {
+        /// Run name.
+        name: String,
+        /// What to do.
+        #[arg(value_enum)]
+        action: WrenAction,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+        /// For `start`: more wrend arguments (e.g. --batch-ms=500); for `query`: its arguments.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// Run `patterns` with one rank per guest; prints rank 0's JSON summary.
     Patterns {
         /// Run name.
@@ -133,6 +182,15 @@ enum Cmd {
         #[arg(long, default_value_t = 0.0)]
         after: f64,
     },
+}
+
+/// `testbed wren` actions.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum WrenAction {
+    Start,
+    Stop,
+    Status,
+    Query,
 }
 
 fn main() {
@@ -205,7 +263,38 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Exec { name, node, cmd } => Err(testbed::exec(&name, &node, &cmd)),
+        Cmd::Wren {
+            name,
+            action,
+            json,
+            args,
+        } => wren(&name, action, json, &args),
         Cmd::Vnetctl { name, args } => Err(testbed::vnet::exec_vnetctl(&name, &args)),
+        Cmd::Adapt {
+            name,
+            guest_memory,
+            args,
+        } => Err(testbed::adapt::exec_vadapt(&name, guest_memory, &args)),
+        Cmd::Migrate {
+            name,
+            vm,
+            host,
+            memory,
+            json,
+        } => {
+            let opts = testbed::migrate::MigrateOptions {
+                memory_bytes: memory,
+                progress: !json,
+                ..Default::default()
+            };
+            let r = testbed::migrate::migrate(&name, &vm, &host, &opts)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", testbed::migrate::report_text(&r));
+            }
+            Ok(())
+        }
         Cmd::Patterns {
             name,
             ranks,
@@ -408,4 +497,44 @@ fn print_status(out: &mut impl Write, s: &testbed::Status) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+fn wren(run: &str, action: WrenAction, json: bool, args: &[String]) -> Result<()> {
+    use testbed::wren;
+    match action {
+        WrenAction::Start => {
+            let d = wren::start(run, args)?;
+            println!(
+                "wren is running on `{run}`: {} daemons, collector http://{} (in the Proxy's namespace)",
+                d.daemons.len(),
+                d.collector.map_or_else(String::new, |a| a.to_string())
+            );
+            Ok(())
+        }
+        WrenAction::Stop => {
+            println!("stopped {} wren daemons", wren::stop(run)?);
+            Ok(())
+        }
+        WrenAction::Status => {
+            let s = wren::status(run)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else if s.is_empty() {
+                println!("wren is not running on `{run}`");
+            } else {
+                for d in &s {
+                    println!(
+                        "{:<8} pid {:<8} {:<7} cpu {:>7.2} s  log {}",
+                        d.node,
+                        d.pid,
+                        if d.alive { "running" } else { "gone" },
+                        d.cpu_s.unwrap_or(0.0),
+                        d.log.display()
+                    );
+                }
+            }
+            Ok(())
+        }
+        WrenAction::Query => Err(wren::exec_query(run, args)),
+    }
 }

@@ -6,10 +6,13 @@
 //! mounts, cgroups, state — whether or not the run finished coming up; `up` of a run name first
 //! does the same, so a crashed earlier run never gets in the way.
 
+pub mod adapt;
+pub mod migrate;
 pub mod plan;
 pub mod sys;
 pub mod tinc;
 pub mod vnet;
+pub mod wren;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -936,6 +939,24 @@ pub fn run_patterns(
     args: &[String],
     timeout: Duration,
 ) -> Result<serde_json::Value> {
+    run_patterns_with(run, n, args, timeout, None)
+}
+
+/// Rank 0's progress lines (its stderr), one at a time, for [`run_patterns_with`].
+pub type PatternsProgress = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+/// [`run_patterns`], with rank 0's stderr lines given to `progress` instead of this process's
+/// stderr (a progress bar reads `patterns: iteration D/N` from them).
+///
+/// # Errors
+/// As [`run_patterns`].
+pub fn run_patterns_with(
+    run: &str,
+    n: Option<usize>,
+    args: &[String],
+    timeout: Duration,
+    progress: Option<PatternsProgress>,
+) -> Result<serde_json::Value> {
     let state = RunState::load(run)?;
     let guests = state.guests();
     let n = n.unwrap_or(guests.len());
@@ -960,7 +981,7 @@ pub fn run_patterns(
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(if rank == 0 {
+            .stderr(if rank == 0 && progress.is_none() {
                 Stdio::inherit()
             } else {
                 Stdio::piped()
@@ -970,7 +991,21 @@ pub fn run_patterns(
         // Read the pipes while the ranks run: rank 0's summary of a long run outgrows a pipe's
         // buffer, and a rank blocked writing it would never exit.
         let stdout = drain(child.stdout.take());
-        let stderr = drain(child.stderr.take());
+        let stderr = match (&progress, rank) {
+            (Some(progress), 0) => {
+                let (pipe, progress) = (child.stderr.take(), std::sync::Arc::clone(progress));
+                std::thread::spawn(move || {
+                    if let Some(pipe) = pipe {
+                        for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)) {
+                            let Ok(line) = line else { break };
+                            progress(&line);
+                        }
+                    }
+                    Vec::new()
+                })
+            }
+            _ => drain(child.stderr.take()),
+        };
         children.push((g.name.clone(), child, stdout, stderr));
     }
     let deadline = Instant::now() + timeout;

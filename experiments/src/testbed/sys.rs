@@ -329,6 +329,21 @@ impl Cgroups {
         Ok(())
     }
 
+    /// Moves the calling thread alone into cgroup `name` (both controllers; cgroup v1 places
+    /// threads one by one through `tasks`), e.g. a thread that works for a host on its behalf.
+    ///
+    /// # Errors
+    /// If the cgroup does not exist or the thread cannot be moved.
+    pub fn add_current_thread(&self, name: &str) -> Result<()> {
+        let tid = nix::unistd::gettid();
+        for c in CONTROLLERS {
+            let f = self.dir(c, name).join("tasks");
+            fs::write(&f, tid.to_string())
+                .with_context(|| format!("move thread {tid} into {}", f.display()))?;
+        }
+        Ok(())
+    }
+
     /// CPU time used by cgroup `name` so far.
     #[must_use]
     pub fn usage(&self, name: &str) -> Option<Duration> {
