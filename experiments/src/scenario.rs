@@ -1099,7 +1099,7 @@ mod shipped {
     use super::*;
 
     /// Every scenario shipped in `experiments/scenarios/` is valid, with the papers' host counts
-    /// (and `dataplane`, `bench dataplane`'s two hosts).
+    /// (and `dataplane` and `wren`, the two hosts of `bench dataplane` and `bench wren`).
     #[test]
     fn shipped_scenarios_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
@@ -1120,6 +1120,7 @@ mod shipped {
             ("two-clusters", 8, 8),
             ("vttif", 8, 16),
             ("wan", 8, 8),
+            ("wren", 2, 2),
         ];
         assert_eq!(seen.len(), expect.len(), "{seen:?}");
         for ((name, hosts, guests), want) in seen.iter().zip(expect) {
