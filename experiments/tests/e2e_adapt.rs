@@ -8,7 +8,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, testbed, Run};
+use common::{testbed, Run};
 
 /// A child killed (and reaped) when the test ends.
 struct Killed(Child);
@@ -38,15 +38,6 @@ fn patterns(run: &str, iterations: u32) -> Killed {
             .spawn()
             .unwrap(),
     )
-}
-
-fn vnetctl(run: &str, args: &[&str]) -> String {
-    let out = testbed()
-        .args(["vnetctl", run, "--"])
-        .args(args)
-        .output()
-        .unwrap();
-    ok(out, &format!("vnetctl {}", args.join(" ")))
 }
 
 fn log_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
@@ -89,10 +80,7 @@ fn the_controller_adds_fast_paths_while_patterns_runs() {
         dry.contains("ADD LINK UDP"),
         "the dry run plans fast paths:\n{dry}"
     );
-    let show = vnetctl(
-        &run.name,
-        &["show", "/run/testbed/adapt-e2e/vnet/star.vnet"],
-    );
+    let show = run.vnetctl(&["show", "/run/testbed/adapt-e2e/vnet/star.vnet"]);
     assert_eq!(
         show.matches("LINK UDP").count(),
         8,
@@ -134,10 +122,7 @@ fn the_controller_adds_fast_paths_while_patterns_runs() {
     assert_eq!(actions.len(), 28 + 8 * 7, "{actions:?}");
 
     // Frames between guests of two hosts now go directly.
-    let show = vnetctl(
-        &run.name,
-        &["show", "/run/testbed/adapt-e2e/vnet/star.vnet"],
-    );
+    let show = run.vnetctl(&["show", "/run/testbed/adapt-e2e/vnet/star.vnet"]);
     assert_eq!(show.matches("LINK UDP").count(), 8 + 28, "{show}");
     assert!(
         show.contains("FORWARD EDGE host1 ANY 02:56:4e:00:00:05 host1 host5"),

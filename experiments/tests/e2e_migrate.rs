@@ -49,15 +49,6 @@ fn migrate_err(run: &Run, vm: &str, host: &str, extra: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn vnetctl(run: &Run, args: &[&str]) -> String {
-    let out = testbed()
-        .args(["vnetctl", &run.name, "--"])
-        .args(args)
-        .output()
-        .unwrap();
-    ok(out, &format!("vnetctl {}", args.join(" ")))
-}
-
 /// The node's cgroup, as `testbed status` says.
 fn cgroup_of(run: &Run, node: &str) -> String {
     let status = run.status();
@@ -104,14 +95,15 @@ fn user_reaches(run: &Run, ip: &str) {
 /// for the guest's new home), and the guest's rules say it lives at `home`.
 fn live_rules_place_vm1_at(run: &Run, home: &str, away: &str) {
     let star = format!("/run/testbed/{}/vnet/star.vnet", run.name);
-    let live: String = vnetctl(run, &["show", &star])
+    let live: String = run
+        .vnetctl(&["show", &star])
         .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| format!("{l}\n"))
         .collect();
     assert_eq!(
         live,
-        vnetctl(run, &["print", &star]),
+        run.vnetctl(&["print", &star]),
         "live rules differ from {star}"
     );
     assert!(
@@ -126,8 +118,8 @@ fn live_rules_place_vm1_at(run: &Run, home: &str, away: &str) {
         !live.contains(&format!("FORWARD INTERFACE {away} ANY {VM1_MAC}")),
         "{live}"
     );
-    assert!(vnetctl(run, &["list-interfaces", home]).contains("vm1"));
-    assert!(!vnetctl(run, &["list-interfaces", away]).contains("vm1"));
+    assert!(run.vnetctl(&["list-interfaces", home]).contains("vm1"));
+    assert!(!run.vnetctl(&["list-interfaces", away]).contains("vm1"));
 }
 
 /// Checks one migration's report and where everything is afterwards; returns the downtime.
@@ -292,7 +284,7 @@ fn cut_star_link(run: &Run, host: &str) {
         nft add rule inet cut in ip saddr 10.200.255.254 udp dport 5400 drop";
     ok(run.exec(host, &["sh", "-c", script]), "nft");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while vnetctl(run, &["list-links", host]).contains(" up ") {
+    while run.vnetctl(&["list-links", host]).contains(" up ") {
         assert!(
             Instant::now() < deadline,
             "the star link of {host} stays up"

@@ -659,16 +659,6 @@ fn vttif_case(
     (during, run.app_topology(), summary)
 }
 
-/// `vnetctl ARGS` against run `run`'s daemons; its output.
-fn vnetctl(run: &Run, args: &[&str]) -> String {
-    let out = testbed()
-        .args(["vnetctl", &run.name, "--"])
-        .args(args)
-        .output()
-        .unwrap();
-    ok(out, &format!("vnetctl {}", args.join(" ")))
-}
-
 /// A directory removed when dropped.
 struct TempDir(PathBuf);
 
@@ -732,16 +722,13 @@ fn vttif_infers_every_topology_with_and_without_noise() {
                     "--out",
                     out,
                 ];
-                vnetctl(&run, &[&args[..], &["--seconds", "60"]].concat());
+                run.vnetctl(&[&args[..], &["--seconds", "60"]].concat());
             }
         }
         let (during, after, summary) = vttif_case(&run, topology, ranks, iterations, &[], 1.0);
         if recording {
             for g in 1..=ranks {
-                vnetctl(
-                    &run,
-                    &["record", &format!("host{g}"), &format!("vm{g}"), "--stop"],
-                );
+                run.vnetctl(&["record", &format!("host{g}"), &format!("vm{g}"), "--stop"]);
             }
             let vttif = Path::new(env!("CARGO_BIN_EXE_testbed")).with_file_name("vttif");
             let out = Command::new(&vttif)

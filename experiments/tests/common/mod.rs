@@ -92,20 +92,19 @@ impl Run {
         serde_json::from_str(ok(out, "testbed patterns").trim()).unwrap()
     }
 
-    /// What VTTIF at the Proxy of this run reports (`vnetctl app-topology --format json`).
-    pub fn app_topology(&self) -> serde_json::Value {
+    /// `vnetctl ARGS` against this run's daemons (`testbed vnetctl`); its output.
+    pub fn vnetctl(&self, args: &[&str]) -> String {
         let out = testbed()
-            .args([
-                "vnetctl",
-                &self.name,
-                "--",
-                "app-topology",
-                "--format",
-                "json",
-            ])
+            .args(["vnetctl", &self.name, "--"])
+            .args(args)
             .output()
             .unwrap();
-        serde_json::from_str(&ok(out, "vnetctl app-topology")).unwrap()
+        ok(out, &format!("vnetctl {}", args.join(" ")))
+    }
+
+    /// What VTTIF at the Proxy of this run reports (`vnetctl app-topology --format json`).
+    pub fn app_topology(&self) -> serde_json::Value {
+        serde_json::from_str(&self.vnetctl(&["app-topology", "--format", "json"])).unwrap()
     }
 }
 
