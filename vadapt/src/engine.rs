@@ -264,6 +264,27 @@ pub(crate) fn vm_fits(ctx: &Ctx<'_>, used: &(Vec<f64>, Vec<u64>), v: usize, h: u
         && used.1[h].saturating_add(vm.size) <= host.size
 }
 
+/// The routes of the demands whose two VMs share a host under `mapping` (the others `None`),
+/// with the loads they put on the hosts, and whether every one fits.
+pub(crate) fn intra_host_routes(
+    ctx: &Ctx<'_>,
+    mapping: &[usize],
+) -> (Vec<Option<Route>>, Loads, bool) {
+    let mut loads = Loads::new(ctx);
+    let mut routes: Vec<Option<Route>> = vec![None; ctx.p.demands.len()];
+    let mut fit = true;
+    for (i, d) in ctx.p.demands.iter().enumerate() {
+        let (a, b) = (mapping[d.src], mapping[d.dst]);
+        if a == b {
+            let r = Route { a, via: None, b };
+            fit &= loads.fits(ctx, r, d.bw);
+            loads.add(ctx, r, d.bw);
+            routes[i] = Some(r);
+        }
+    }
+    (routes, loads, fit)
+}
+
 /// Routes every demand for `mapping`: one-host demands first, then the others by decreasing
 /// bandwidth, each on the admissible candidate whose bottleneck after it is the largest
 /// (`Maximize`) or smallest (`Minimize`), fewer hops on ties. `None` if a demand has no
@@ -275,18 +296,9 @@ pub(crate) fn route_all(
     order: &[usize],
 ) -> Option<(Vec<Route>, Loads)> {
     let p = ctx.p;
-    let mut loads = Loads::new(ctx);
-    let mut routes: Vec<Option<Route>> = vec![None; p.demands.len()];
-    for (i, d) in p.demands.iter().enumerate() {
-        let (a, b) = (mapping[d.src], mapping[d.dst]);
-        if a == b {
-            let r = Route { a, via: None, b };
-            if !loads.fits(ctx, r, d.bw) {
-                return None;
-            }
-            loads.add(ctx, r, d.bw);
-            routes[i] = Some(r);
-        }
+    let (mut routes, mut loads, fit) = intra_host_routes(ctx, mapping);
+    if !fit {
+        return None;
     }
     for &i in order {
         if routes[i].is_some() {

@@ -22,8 +22,8 @@
 
 use crate::diagnose::diagnose;
 use crate::engine::{
-    by_bandwidth, configuration, local_search, outcomes, score_mapping, vm_fits, Ctx, Loads, Route,
-    Scored,
+    by_bandwidth, configuration, intra_host_routes, local_search, outcomes, score_mapping, vm_fits,
+    Ctx, Loads, Route, Scored,
 };
 use crate::model::{evaluate, Configuration, DemandOutcome, Infeasible, Problem};
 use crate::objective::{Direction, Objective};
@@ -264,18 +264,9 @@ impl Search<'_, '_> {
         let ctx = self.ctx;
         let p = ctx.p;
         let nh = ctx.nh;
-        let mut loads = Loads::new(ctx);
-        let mut routes: Vec<Option<Route>> = vec![None; p.demands.len()];
-        for (i, d) in p.demands.iter().enumerate() {
-            let (a, b) = (m[d.src], m[d.dst]);
-            if a == b {
-                let r = Route { a, via: None, b };
-                if !loads.fits(ctx, r, d.bw) {
-                    return;
-                }
-                loads.add(ctx, r, d.bw);
-                routes[i] = Some(r);
-            }
+        let (mut routes, mut loads, fit) = intra_host_routes(ctx, m);
+        if !fit {
+            return;
         }
         // Inter-host demands in branching order, with their latency-feasible candidates.
         let todo: Vec<(usize, Vec<Route>)> = self

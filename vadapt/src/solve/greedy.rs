@@ -78,7 +78,7 @@ use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diagnose::diagnose;
-use crate::engine::{by_bandwidth, configuration, vm_fits, Ctx, Loads, Route};
+use crate::engine::{by_bandwidth, configuration, intra_host_routes, vm_fits, Ctx, Route};
 use crate::model::{evaluate, link, Configuration, Infeasible, Problem};
 use crate::objective::Objective;
 
@@ -495,16 +495,8 @@ fn adapt_topology(ctx: &Ctx<'_>, mapping: &[usize]) -> Result<Configuration, Unr
     }
 
     // Routes.
-    let mut loads = Loads::new(ctx);
-    let mut routes: Vec<Option<Route>> = vec![None; p.demands.len()];
-    for (i, d) in p.demands.iter().enumerate() {
-        let (a, b) = (mapping[d.src], mapping[d.dst]);
-        if a == b {
-            let r = Route { a, via: None, b };
-            loads.add(ctx, r, d.bw);
-            routes[i] = Some(r);
-        }
-    }
+    // An overloaded host is for `evaluate` to report.
+    let (mut routes, mut loads, _) = intra_host_routes(ctx, mapping);
     for i in by_bandwidth(p) {
         if routes[i].is_some() {
             continue;
