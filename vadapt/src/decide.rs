@@ -10,10 +10,18 @@
 //! congestion is high; over fast paths, each host carries only its own guests' traffic. The expected *speedup of communication* of a
 //! candidate is `congestion(current) / congestion(candidate)`.
 //!
-//! Over the `horizon` the application is expected to run on (a setting: the controller cannot
-//! know when it ends), a speedup `s` saves at most `(horizon − copy) × (1 − 1/s)` seconds of
-//! communication (all of it, for an application that only communicates), where `copy` is how
-//! long the plan's migrations copy memory: the gain starts once they are done.
+//! Not all of a run is communication: the busiest resource of the current configuration is
+//! busy for `congestion(current)` of each second (the demands are VTTIF's average rates), so
+//! that much of the run, at least, is spent communicating: the *share* (at most 1). Over the
+//! `remaining` time the application is expected to run on, a speedup `s` then saves about
+//! `(remaining − copy) × share × (1 − 1/s)` seconds, where `copy` is how long the plan's
+//! migrations copy memory: the gain starts once they are done.
+//!
+//! The remaining time comes from the application's progress: the controller counts from when
+//! it first saw the application's traffic. Given the run's expected length (`horizon`, a
+//! setting: a user usually knows how long a job takes), what is left of it; without one, as
+//! long again as it has run so far (a run that has lasted `t` is, with no other knowledge,
+//! as likely as not to last another `t`), so that a short job is not charged a long copy.
 //!
 //! # The cost of a plan
 //!
@@ -32,7 +40,7 @@
 //! 2. the expected speedup of communication is at least `1 + min_gain`, so that a candidate
 //!    only noise-better is left (the residual-bandwidth objective moves little even when a
 //!    plan removes a bottleneck: it sums capacity left over, most of which both keep);
-//! 3. the time saved over the horizon is at least `cost_factor` times the plan's cost;
+//! 3. the time saved over the remaining run is at least `cost_factor` times the plan's cost;
 //! 4. at least `dwell` has passed since the last applied plan, so that measurements reflect it
 //!    before the next decision;
 //! 5. the candidate is not a configuration applied and then left within the last
@@ -112,8 +120,9 @@ pub const SWITCH_S: f64 = 0.1;
 pub struct Policy {
     /// Least relative speedup of communication worth acting on.
     pub min_gain: f64,
-    /// How long the application is expected to run on, in seconds.
-    pub horizon_s: f64,
+    /// How long the application is expected to run in all, in seconds from when its traffic
+    /// was first seen; `None`: as long again as it has run so far.
+    pub horizon_s: Option<f64>,
     /// How many times its cost a plan must save.
     pub cost_factor: f64,
     /// Seconds between two applied plans at least.
@@ -123,15 +132,26 @@ pub struct Policy {
 }
 
 impl Default for Policy {
-    /// 10 % gain, a 60 s horizon, a plan must save twice its cost, 5 s dwell, the last 4
-    /// configurations remembered.
+    /// 10 % gain, no horizon (the run's progress tells), a plan must save twice its cost, 5 s
+    /// dwell, the last 4 configurations remembered.
     fn default() -> Self {
         Policy {
             min_gain: 0.1,
-            horizon_s: 60.0,
+            horizon_s: None,
             cost_factor: 2.0,
             dwell_s: 5.0,
             memory: 4,
+        }
+    }
+}
+
+impl Policy {
+    /// Seconds the application is expected to run on, `elapsed_s` after its traffic was first
+    /// seen (see the module's documentation).
+    pub fn remaining_s(&self, elapsed_s: f64) -> f64 {
+        match self.horizon_s {
+            Some(total) => (total - elapsed_s).max(0.0),
+            None => elapsed_s.max(0.0),
         }
     }
 }
@@ -157,6 +177,8 @@ pub struct Candidate {
     pub primitives: usize,
     /// A fingerprint of the candidate configuration (for the memory against oscillation).
     pub fingerprint: u64,
+    /// Seconds the application is expected to run on ([`Policy::remaining_s`]).
+    pub remaining_s: f64,
 }
 
 impl Candidate {
@@ -191,9 +213,15 @@ impl Candidate {
             + self.primitives as f64 * PRIMITIVE_S
     }
 
-    /// Seconds of communication saved over `horizon_s`.
-    pub fn saved_s(&self, horizon_s: f64) -> f64 {
-        let left = (horizon_s - self.migration_s).max(0.0);
+    /// The share of the run spent communicating, at least: the current configuration's
+    /// congestion, at most 1.
+    pub fn communication_share(&self) -> f64 {
+        self.congestion_now.clamp(0.0, 1.0)
+    }
+
+    /// Seconds of the remaining run saved (see the module's documentation).
+    pub fn saved_s(&self) -> f64 {
+        let left = (self.remaining_s - self.migration_s).max(0.0) * self.communication_share();
         let s = self.speedup();
         if s.is_finite() {
             left * (1.0 - 1.0 / s)
@@ -251,11 +279,11 @@ impl Damper {
                 1.0 + needed
             ));
         }
-        let (saved, cost) = (candidate.saved_s(policy.horizon_s), candidate.cost_s());
+        let (saved, cost) = (candidate.saved_s(), candidate.cost_s());
         if saved < policy.cost_factor * cost {
             return skip(format!(
-                "saves {saved:.1} s over {:.0} s but costs {cost:.1} s (needs {:.0}x)",
-                policy.horizon_s, policy.cost_factor
+                "saves {saved:.1} s of the {:.0} s left but costs {cost:.1} s (needs {:.0}x)",
+                candidate.remaining_s, policy.cost_factor
             ));
         }
         if let Some(last) = self.last_applied_s {
@@ -271,11 +299,13 @@ impl Damper {
             apply: true,
             reason: format!(
                 "objective {:.4} -> {:.4} ({:+.1} %), expected speedup of communication \
-                 {speedup:.2}x saves {saved:.1} s over {:.0} s for a cost of {cost:.2} s",
+                 {speedup:.2}x saves {saved:.1} s of the {:.0} s left (communication {:.0} % of \
+                 it) for a cost of {cost:.2} s",
                 candidate.objective_now,
                 candidate.objective_new,
                 100.0 * gain,
-                policy.horizon_s
+                candidate.remaining_s,
+                100.0 * candidate.communication_share()
             ),
         }
     }
@@ -305,6 +335,7 @@ mod tests {
             migrations: 0,
             primitives: 30,
             fingerprint: 7,
+            remaining_s: 60.0,
         }
     }
 
@@ -334,8 +365,9 @@ mod tests {
 
     #[test]
     fn a_migration_that_costs_more_than_it_saves_is_left() {
-        // 4x faster communication after a 30 s copy saves 22.5 s of a 60 s horizon; the plan
-        // costs half the copy, the switch and its primitives, 15.4 s, and must save twice that.
+        // 4x faster communication, 80 % of the run, after a 30 s copy saves 18 s of the 60 s
+        // left; the plan costs half the copy, the switch and its primitives, 15.4 s, and must
+        // save twice that.
         let c = Candidate {
             migration_s: 30.0,
             migrations: 1,
@@ -347,11 +379,43 @@ mod tests {
             "{}",
             v.reason
         );
-        let long = Policy {
-            horizon_s: 600.0,
+        let long = Candidate {
+            remaining_s: 600.0,
+            ..c
+        };
+        assert!(Damper::default().judge(&Policy::default(), &long, 0.0).apply);
+    }
+
+    #[test]
+    fn the_remaining_run_comes_from_progress() {
+        let expected = Policy {
+            horizon_s: Some(100.0),
             ..Policy::default()
         };
-        assert!(Damper::default().judge(&long, &c, 0.0).apply);
+        assert_eq!(expected.remaining_s(30.0), 70.0);
+        assert_eq!(expected.remaining_s(130.0), 0.0);
+        assert_eq!(Policy::default().remaining_s(30.0), 30.0);
+        // A job about to end is not worth a copy, however large the speedup.
+        let short = Candidate {
+            migration_s: 30.0,
+            migrations: 1,
+            remaining_s: 25.0,
+            ..candidate()
+        };
+        assert_eq!(short.saved_s(), 0.0);
+        let v = Damper::default().judge(&Policy::default(), &short, 0.0);
+        assert!(!v.apply && v.reason.contains("of the 25 s left"), "{}", v.reason);
+    }
+
+    #[test]
+    fn only_the_communicating_share_of_a_run_is_saved() {
+        // Busy 20 % of the time: a 4x faster network saves 15 % of the run, not 75 %.
+        let c = Candidate {
+            congestion_now: 0.2,
+            congestion_new: 0.05,
+            ..candidate()
+        };
+        assert!((c.saved_s() - 60.0 * 0.2 * 0.75).abs() < 1e-9);
     }
 
     #[test]
@@ -495,6 +559,6 @@ mod tests {
             ..candidate()
         };
         assert!(c.speedup().is_infinite());
-        assert_eq!(c.saved_s(60.0), 60.0);
+        assert!((c.saved_s() - 60.0 * 0.8).abs() < 1e-9);
     }
 }

@@ -149,6 +149,7 @@ mod tests {
             migrations: 0,
             primitives: 4,
             fingerprint: 1,
+            remaining_s: 60.0,
         };
         m.decided(&c, true, 0.002);
         m.actions("primitive", 4);

@@ -16,7 +16,8 @@
 //!   an iteration on the star (about 1.3 s in `single-cluster`), or VTTIF never sees a steady
 //!   topology (VTTIF's own default, 0.5 s, is for the 100 Mbit/s `vttif` scenario);
 //! - the controller's defaults (LP relaxation and rounding, residual-bottleneck objective,
-//!   10 % least speedup, 5 s dwell), with a [`HORIZON_S`] horizon;
+//!   10 % least speedup, 5 s dwell), told how long the job runs (`--horizon`) as its user
+//!   would: the star run's time (it weighs a plan against what is left of the run);
 //! - guests' memory [`GUEST_MEMORY`] (scaled by the scenario's `rate_scale` for a migration,
 //!   as `testbed migrate` does);
 //! - the scenarios as shipped: in `wan`, a guest needs half a host (`guest_cpu`), so VADAPT
@@ -57,8 +58,6 @@ pub const COMPUTE: f64 = 5.0;
 pub const GUEST_MEMORY: u64 = 32 << 20;
 /// VTTIF's smoothing window in the vnet-mode runs, seconds.
 pub const VTTIF_WINDOW_S: f64 = 4.0;
-/// The controller's horizon, seconds: about a job's length on `wan`'s star.
-pub const HORIZON_S: f64 = 120.0;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -208,14 +207,27 @@ fn up_quietly(scenario: &Path, run: &str, mode: Mode) -> Result<()> {
 /// The controller of run `run`, logging to `log`, killed (with its process group) on drop.
 struct Controller(Child);
 
+/// `testbed adapt`'s arguments: the guests' memory, and the controller's horizon (the job's
+/// expected length, seconds) and log.
+fn controller_args(horizon_s: f64, log: &Path) -> [String; 7] {
+    [
+        "--guest-memory".to_string(),
+        GUEST_MEMORY.to_string(),
+        "--".to_string(),
+        "--horizon".to_string(),
+        format!("{horizon_s:.1}"),
+        "--log".to_string(),
+        log.display().to_string(),
+    ]
+}
+
 impl Controller {
-    fn start(run: &str, log: &Path, stderr: &Path) -> Result<Controller> {
+    fn start(run: &str, horizon_s: f64, log: &Path, stderr: &Path) -> Result<Controller> {
         let err = std::fs::File::create(stderr)
             .with_context(|| format!("creating {}", stderr.display()))?;
         let child = Command::new(testbed::sibling_binary("testbed")?)
-            .args(["adapt", run, "--guest-memory", &GUEST_MEMORY.to_string()])
-            .args(["--", "--horizon", &HORIZON_S.to_string(), "--log"])
-            .arg(log)
+            .args(["adapt", run])
+            .args(controller_args(horizon_s, log))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err)
@@ -350,7 +362,7 @@ pub fn run(opts: &Options) -> Result<Value> {
             let stderr = log.with_extension("log");
             let _ = std::fs::remove_file(&log);
             let adapted = {
-                let _controller = Controller::start(run, &log, &stderr)?;
+                let _controller = Controller::start(run, star.total_s, &log, &stderr)?;
                 std::thread::sleep(Duration::from_millis(300));
                 job(run, topology, None)?
             };
@@ -515,27 +527,9 @@ pub fn demo(opts: &DemoOptions) -> Result<Value> {
     up_quietly(&opts.scenario, run, Mode::Vnet)?;
     let dir = testbed::vnet::dir(run);
     let (log, stderr) = (dir.join("vadapt.jsonl"), dir.join("vadapt.log"));
-    let args = [
-        "--guest-memory".to_string(),
-        GUEST_MEMORY.to_string(),
-        "--".to_string(),
-        "--horizon".to_string(),
-        HORIZON_S.to_string(),
-        "--log".to_string(),
-        log.display().to_string(),
-    ];
     let topology_text = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     let adapted = {
-        let err = std::fs::File::create(&stderr)?;
-        let mut c = Command::new(testbed::sibling_binary("testbed")?);
-        c.args(["adapt", run]).args(&args);
-        let _controller = Controller(
-            c.stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(err)
-                .spawn()
-                .context("starting testbed adapt")?,
-        );
+        let _controller = Controller::start(run, star.total_s, &log, &stderr)?;
         // The inferred topology, as VTTIF reports it when the controller first decides.
         let watcher = {
             let (log, text) = (log.clone(), std::sync::Arc::clone(&topology_text));

@@ -134,6 +134,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut seen: Option<u64> = None;
     let mut last_decision: Option<Instant> = None;
     let mut pending: Option<Pending> = None;
+    // When the application's traffic was first seen: its progress, for the remaining run.
+    let mut first_traffic: Option<Instant> = None;
     let wait_ms = u64::try_from(timeout.as_millis().saturating_sub(1000).max(100))
         .unwrap_or(control::MAX_WATCH_MS);
     info!(
@@ -187,6 +189,17 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             continue;
         }
         last_decision = Some(Instant::now());
+        // VTTIF declares a topology once it has seen the traffic for about its window.
+        let elapsed_s = first_traffic
+            .get_or_insert_with(|| {
+                let now = Instant::now();
+                Duration::try_from_secs_f64(report.window_s)
+                    .ok()
+                    .and_then(|w| now.checked_sub(w))
+                    .unwrap_or(now)
+            })
+            .elapsed()
+            .as_secs_f64();
         let outcome = decide(
             cli,
             &mut session,
@@ -196,6 +209,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             &damper,
             &report,
             started,
+            elapsed_s,
         );
         let decision = match outcome {
             Ok(d) => d,
@@ -284,6 +298,8 @@ struct Situation<'a> {
     policy: &'a Policy,
     damper: &'a Damper,
     now_s: f64,
+    /// Seconds since the application's traffic was first seen.
+    elapsed_s: f64,
 }
 
 /// A solution judged: what it changes, what it brings and costs, and the verdict.
@@ -400,6 +416,7 @@ impl Situation<'_> {
             migrations: moves.len(),
             primitives: actions.len(),
             fingerprint: fingerprint(&chosen),
+            remaining_s: self.policy.remaining_s(self.elapsed_s),
         };
         let verdict = self.damper.judge(self.policy, &candidate, self.now_s);
         Ok(Judged {
@@ -431,6 +448,7 @@ fn decide(
     damper: &Damper,
     report: &vttif::Report,
     started: Instant,
+    elapsed_s: f64,
 ) -> anyhow::Result<(Decision, Plan)> {
     let live = online::live(session, declared)?.topology;
     let layout = Layout::of(&live, &cli.proxy)?;
@@ -449,6 +467,7 @@ fn decide(
         policy,
         damper,
         now_s: started.elapsed().as_secs_f64(),
+        elapsed_s,
     };
     let solver = solver_of(cli.solver);
     let mut options = vec![situation.consider(solver.as_ref(), true)?];
@@ -458,7 +477,7 @@ fn decide(
             Err(e) => warn!("vadapt: with migration: {e:#}"),
         }
     }
-    let net = |j: &Judged| j.candidate.saved_s(policy.horizon_s) - j.candidate.cost_s();
+    let net = |j: &Judged| j.candidate.saved_s() - j.candidate.cost_s();
     let best = options
         .iter()
         .enumerate()

@@ -70,9 +70,11 @@ struct Cli {
     /// Least relative gain worth acting on.
     #[arg(long, default_value_t = Policy::default().min_gain)]
     min_gain: f64,
-    /// Seconds the application is expected to run on, for weighing a plan's cost.
-    #[arg(long, default_value_t = Policy::default().horizon_s)]
-    horizon: f64,
+    /// Seconds the application is expected to run in all, counted from when its traffic is
+    /// first seen, for weighing a plan's cost against what is left of the run; without it, the
+    /// controller expects the run to last as long again as it has so far.
+    #[arg(long)]
+    horizon: Option<f64>,
     /// Seconds between two applied plans at least.
     #[arg(long, default_value_t = Policy::default().dwell_s)]
     dwell: f64,
