@@ -383,7 +383,11 @@ mod tests {
             remaining_s: 600.0,
             ..c
         };
-        assert!(Damper::default().judge(&Policy::default(), &long, 0.0).apply);
+        assert!(
+            Damper::default()
+                .judge(&Policy::default(), &long, 0.0)
+                .apply
+        );
     }
 
     #[test]
@@ -404,7 +408,11 @@ mod tests {
         };
         assert_eq!(short.saved_s(), 0.0);
         let v = Damper::default().judge(&Policy::default(), &short, 0.0);
-        assert!(!v.apply && v.reason.contains("of the 25 s left"), "{}", v.reason);
+        assert!(
+            !v.apply && v.reason.contains("of the 25 s left"),
+            "{}",
+            v.reason
+        );
     }
 
     #[test]
