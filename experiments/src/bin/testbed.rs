@@ -102,6 +102,11 @@ enum Cmd {
         /// costs and the migrations (scaled by the scenario's rate_scale, as `migrate` does).
         #[arg(long, value_name = "SIZE", value_parser = experiments::scenario::parse_bytes)]
         guest_memory: Option<u64>,
+        /// Have the controller read Wren's measurements (`vadapt --wren`), starting Wren on
+        /// the run unless it already runs (it keeps running afterwards, like `testbed wren
+        /// RUN start`).
+        #[arg(long)]
+        wren: bool,
         /// More vadapt arguments (e.g. --dry-run, --once, --solver greedy, --log FILE).
         #[arg(last = true)]
         args: Vec<String>,
@@ -273,8 +278,14 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Adapt {
             name,
             guest_memory,
+            wren,
             args,
-        } => Err(testbed::adapt::exec_vadapt(&name, guest_memory, &args)),
+        } => Err(testbed::adapt::exec_vadapt(
+            &name,
+            guest_memory,
+            wren,
+            &args,
+        )),
         Cmd::Migrate {
             name,
             vm,

@@ -14,14 +14,25 @@
 //! - **Guests**: compute = the scenario's `guest_cpu`, else their host's quota shared by the
 //!   guests it starts with; memory = the
 //!   bytes a migration copies ([`Scenario::migrated_bytes`](crate::scenario::Scenario::migrated_bytes)).
+//!
+//! # Wren
+//!
+//! With `--wren`, the controller also reads Wren's matrix at every decision (`vadapt --wren`):
+//! [`wren_collector`] starts Wren on the run unless it already runs (`testbed wren RUN
+//! start`, whose daemons then outlive the controller until `testbed wren RUN stop` or
+//! `down`), and the controller, which runs in the Proxy's namespace, reaches the collector
+//! at the Proxy's underlay address, port [`wren::HTTP_PORT`]. Wren names daemons by the
+//! run's hosts file, i.e. by node name (`host1`…, `proxy`): the names of the environment's
+//! hosts.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use vadapt::inputs::{Environment, Guest, PathPrior};
 use vadapt::model::Host;
 
-use super::{sibling_binary, vnet, RunState};
+use super::{sibling_binary, vnet, wren, RunState};
 use crate::bench::model::Underlay;
 
 /// The bandwidth between two guests of one host, bit/s: they meet in its daemon.
@@ -102,19 +113,49 @@ pub fn environment(state: &RunState, guest_memory: Option<u64>) -> Result<Enviro
     })
 }
 
+/// The HTTP address of run `run`'s Wren collector (in the Proxy's namespace), starting Wren
+/// first unless every daemon of it runs already.
+///
+/// # Errors
+/// No such run, not a vnet run, or Wren does not start.
+pub fn wren_collector(run: &str) -> Result<SocketAddr> {
+    let running = wren::status(run)?;
+    if let Some(addr) = wren::daemons(run)?.collector {
+        if !running.is_empty() && running.iter().all(|d| d.alive) {
+            eprintln!("testbed: Wren already runs on `{run}` (collector {addr})");
+            return Ok(addr);
+        }
+    }
+    let started = wren::start(run, &[]).context("starting Wren")?;
+    let addr = started
+        .collector
+        .context("Wren started without a collector address")?;
+    eprintln!(
+        "testbed: started Wren on `{run}` ({} daemons, collector {addr})",
+        started.daemons.len()
+    );
+    Ok(addr)
+}
+
 /// Writes run `run`'s environment file and replaces the current process with the controller on
 /// the Proxy: `vadapt` with the run's key, hosts file, star and environment, migrations through
-/// `testbed migrate` (with `--memory` when `guest_memory` is given), then `args` (`testbed
-/// adapt`). Returns only on error.
+/// `testbed migrate` (with `--memory` when `guest_memory` is given), with `with_wren` Wren's
+/// collector ([`wren_collector`]), then `args` (`testbed adapt`). Returns only on error.
 #[must_use]
-pub fn exec_vadapt(run: &str, guest_memory: Option<u64>, args: &[String]) -> anyhow::Error {
+pub fn exec_vadapt(
+    run: &str,
+    guest_memory: Option<u64>,
+    with_wren: bool,
+    args: &[String],
+) -> anyhow::Error {
     let prepare = || -> Result<std::process::Command> {
         let state = RunState::load(run)?;
+        let (vadapt, testbed) = (sibling_binary("vadapt")?, sibling_binary("testbed")?);
         let env = environment(&state, guest_memory)?;
         let file = environment_file(run);
         std::fs::write(&file, serde_json::to_string_pretty(&env)?)
             .with_context(|| format!("writing {}", file.display()))?;
-        let mut c = std::process::Command::new(sibling_binary("vadapt")?);
+        let mut c = std::process::Command::new(vadapt);
         c.arg("--key-file")
             .arg(vnet::key_file(run))
             .arg("--hosts")
@@ -122,10 +163,13 @@ pub fn exec_vadapt(run: &str, guest_memory: Option<u64>, args: &[String]) -> any
             .arg("--topology")
             .arg(vnet::star_file(run))
             .arg("--environment")
-            .arg(&file)
-            .args(args)
+            .arg(&file);
+        if with_wren {
+            c.arg("--wren").arg(wren_collector(run)?.to_string());
+        }
+        c.args(args)
             .arg("--migrate-command")
-            .arg(sibling_binary("testbed")?)
+            .arg(testbed)
             .args(["migrate", run, "{vm}", "{host}"]);
         if let Some(bytes) = guest_memory {
             c.args(["--memory", &bytes.to_string()]);

@@ -3,7 +3,9 @@
 //! 1. Follow VTTIF's change stream at the Proxy (`WatchTopology`, a long poll).
 //! 2. On each declared change, and every `--reconsider` seconds while a topology stands, read
 //!    the live overlay (every daemon's links and rules), build the problem (the environment's
-//!    machines and priors, VTTIF's demands, the live configuration), solve it, and build the
+//!    machines and priors, VTTIF's demands, the live configuration), with `--wren` merge Wren's
+//!    matrix into its paths ([`Environment::merge_wren`]; a collector that does not answer
+//!    within [`WREN_TIMEOUT`] leaves the priors, with a warning), solve it, and build the
 //!    overlay the solution needs and the plan that gets there.
 //! 3. Judge the plan ([`Damper::judge`]: gain against cost, dwell, memory against
 //!    oscillation), log the decision and its reason, and apply it unless `--dry-run`:
@@ -18,7 +20,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash as _, Hasher as _};
 use std::io::Write as _;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -34,7 +36,7 @@ use vnetd::online::{self, Hosts, Session};
 use vadapt::decide::{self, Candidate, Damper, Policy};
 use vadapt::inputs::{self, Environment};
 use vadapt::metrics::Metrics;
-use vadapt::model::{Configuration, Problem};
+use vadapt::model::{Configuration, Problem, Source};
 use vadapt::overlay::Layout;
 use vadapt::{objective, solve};
 
@@ -66,7 +68,18 @@ struct Decision {
     apply: bool,
     reason: String,
     dry_run: bool,
+    /// Directed paths whose bandwidth is Wren's measurement.
+    paths_measured: usize,
+    /// Directed paths whose bandwidth is the environment's prior (clipped to Wren's bounds or
+    /// not).
+    paths_prior: usize,
+    /// Why Wren's matrix could not be read (with `--wren`); the priors were used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wren_error: Option<String>,
 }
+
+/// How long a decision waits for Wren's collector (connecting, and each read).
+const WREN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A landed plan whose gain is still to be measured.
 struct Pending {
@@ -457,7 +470,20 @@ fn decide(
         bail!("VTTIF's topology has no traffic between guests of the overlay");
     }
     let current = layout.configuration(&live, &demands)?;
-    let problem = environment.problem(&layout, demands, current.clone())?;
+    let mut problem = environment.problem(&layout, demands, current.clone())?;
+    let wren_error = cli
+        .wren
+        .and_then(|addr| measure(addr, environment, &mut problem).err());
+    let count = |source: Source| {
+        problem
+            .net
+            .iter()
+            .flatten()
+            .flatten()
+            .filter(|p| p.source == source)
+            .count()
+    };
+    let (paths_measured, paths_prior) = (count(Source::Measured), count(Source::Prior));
     let situation = Situation {
         live,
         layout,
@@ -523,6 +549,9 @@ fn decide(
         apply: judged.verdict.apply,
         reason,
         dry_run: cli.dry_run,
+        paths_measured,
+        paths_prior,
+        wren_error,
     };
     let plan = Plan {
         migrations: judged
@@ -544,6 +573,35 @@ fn decide(
             .collect(),
     };
     Ok((decision, plan))
+}
+
+/// Merges the matrix of Wren's collector at `addr` into `problem`'s paths, logging what it
+/// did; on failure (no answer within [`WREN_TIMEOUT`], a bad answer) `problem` keeps its
+/// priors and the error says why.
+fn measure(
+    addr: SocketAddr,
+    environment: &Environment,
+    problem: &mut Problem,
+) -> Result<(), String> {
+    let matrix = wren_passive::fetch_matrix(addr, WREN_TIMEOUT).map_err(|e| {
+        warn!("vadapt: Wren: {e}; deciding on the priors");
+        e.to_string()
+    })?;
+    let merge = environment.merge_wren(problem, &matrix);
+    info!(
+        "vadapt: Wren: {} paths measured, {} priors ({} clipped to Wren's bounds), {} latencies measured",
+        merge.measured, merge.prior, merge.clipped, merge.latency_measured
+    );
+    if !merge.unknown_names.is_empty() {
+        warn!(
+            "vadapt: Wren names machines the environment does not have, ignored: {}",
+            merge.unknown_names.join(", ")
+        );
+    }
+    for refused in &merge.refused {
+        warn!("vadapt: Wren's figure refused, the prior kept: {refused}");
+    }
+    Ok(())
 }
 
 fn apply(

@@ -81,6 +81,20 @@ struct Cli {
     /// Seconds between two decisions while the topology does not change (measurements may).
     #[arg(long, default_value_t = 10.0)]
     reconsider: f64,
+    /// Wren's collector (HOST:PORT of its HTTP, e.g. 10.200.0.9:9550): at each decision its
+    /// matrix replaces the environment's priors where Wren has measured; when it does not
+    /// answer (within 1 s) the decision uses the priors.
+    #[arg(long, value_name = "ADDR", value_parser = parse_collector)]
+    wren: Option<SocketAddr>,
+}
+
+/// A collector's address, `HOST:PORT` (a name is resolved once, at the start).
+fn parse_collector(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    s.to_socket_addrs()
+        .map_err(|e| format!("`{s}`: {e} (expected HOST:PORT)"))?
+        .next()
+        .ok_or_else(|| format!("`{s}` resolves to no address"))
 }
 
 /// Which solver.
