@@ -35,6 +35,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
+use vnetd::wire::MessageType;
 
 /// Length of vnetd's datagram header.
 pub const VNET_HEADER_LEN: usize = 24;
@@ -102,29 +103,30 @@ pub enum MsgType {
 }
 
 impl MsgType {
-    /// The type of octet `value`, if vnetd's version 1 defines it.
+    /// The type of octet `value`, if vnetd's version 1 defines it (the numbering is vnetd's:
+    /// [`MessageType`]).
     pub fn from_octet(value: u8) -> Option<MsgType> {
-        match value {
-            1 => Some(MsgType::Hello),
-            2 => Some(MsgType::Frame),
-            3 => Some(MsgType::Fragment),
-            4 => Some(MsgType::Keepalive),
-            5 => Some(MsgType::KeepaliveEcho),
-            6 => Some(MsgType::Traffic),
-            _ => None,
-        }
+        Some(match MessageType::from(value) {
+            MessageType::Hello => MsgType::Hello,
+            MessageType::Frame => MsgType::Frame,
+            MessageType::Fragment => MsgType::Fragment,
+            MessageType::Keepalive => MsgType::Keepalive,
+            MessageType::KeepaliveEcho => MsgType::KeepaliveEcho,
+            MessageType::Traffic => MsgType::Traffic,
+            MessageType::Unknown(_) => return None,
+        })
     }
 
     /// The octet of this type.
     pub fn octet(self) -> u8 {
-        match self {
-            MsgType::Hello => 1,
-            MsgType::Frame => 2,
-            MsgType::Fragment => 3,
-            MsgType::Keepalive => 4,
-            MsgType::KeepaliveEcho => 5,
-            MsgType::Traffic => 6,
-        }
+        u8::from(match self {
+            MsgType::Hello => MessageType::Hello,
+            MsgType::Frame => MessageType::Frame,
+            MsgType::Fragment => MessageType::Fragment,
+            MsgType::Keepalive => MessageType::Keepalive,
+            MsgType::KeepaliveEcho => MessageType::KeepaliveEcho,
+            MsgType::Traffic => MessageType::Traffic,
+        })
     }
 }
 

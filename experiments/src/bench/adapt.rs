@@ -31,8 +31,13 @@
 //! - **settle**: from the job's start until the last plan landed, apart for plans with
 //!   migrations; a migration's is also given against its bound, 1.5 × (memory over the path's
 //!   rate) + 10 s;
-//! - the actions the controller took (a case in which it took none does not count in the
+//! - the actions the controller took (a run in which it took none does not count in the
 //!   figures: it is printed, and named in the JSON's `cases_without_action`).
+//!
+//! With `--repeat N` every case runs N times (all cases, then all again, so that a slow spell
+//! of the shared machine does not fall on one case); a case's figure is the median over its
+//! runs in which the controller acted, printed with its spread, and the JSON gives the worst
+//! case's median. `bench adapt --links` (seed 002 Fig. 11) is in [`super::links`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -41,7 +46,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::common::Runs;
+use super::common::{spread, Runs};
 use crate::patterns::report::median;
 use crate::testbed::{self, plan::Mode};
 
@@ -66,15 +71,17 @@ pub struct Options {
     pub scenarios: Vec<PathBuf>,
     /// patterns topologies (`all-to-all`, `ring`, `mesh:4x2`, ...).
     pub topologies: Vec<String>,
+    /// Runs of each case (star, VADAPT, direct); its figures are the medians over them.
+    pub repeat: usize,
 }
 
 /// One job's result.
 #[derive(Debug, Clone)]
-struct Job {
+pub(super) struct Job {
     /// Seconds from the start barrier to the end of the last iteration.
-    total_s: f64,
+    pub(super) total_s: f64,
     /// Each iteration's time (BSP: the slowest rank's).
-    iter_times_s: Vec<f64>,
+    pub(super) iter_times_s: Vec<f64>,
     /// When each iteration started, seconds after iteration 0 did, on rank 0's clock (the
     /// BSP times overlap between ranks: their sum exceeds the run's wall time).
     starts_s: Vec<f64>,
@@ -120,7 +127,7 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn patterns_args(topology: &str) -> Vec<String> {
+fn patterns_args(topology: &str, iterations: u64) -> Vec<String> {
     [
         "--topology",
         topology,
@@ -129,7 +136,7 @@ fn patterns_args(topology: &str) -> Vec<String> {
         "--size",
         SIZE,
         "--iterations",
-        &ITERATIONS.to_string(),
+        &iterations.to_string(),
         "--compute",
         &COMPUTE.to_string(),
     ]
@@ -137,12 +144,18 @@ fn patterns_args(topology: &str) -> Vec<String> {
     .to_vec()
 }
 
-/// Runs the job on run `run`, rank 0's progress lines to `progress` (or stderr).
-fn job(run: &str, topology: &str, progress: Option<testbed::PatternsProgress>) -> Result<Job> {
+/// Runs the job (`iterations` of it) on run `run`, rank 0's progress lines to `progress` (or
+/// stderr).
+pub(super) fn job(
+    run: &str,
+    topology: &str,
+    iterations: u64,
+    progress: Option<testbed::PatternsProgress>,
+) -> Result<Job> {
     let summary = testbed::run_patterns_with(
         run,
         None,
-        &patterns_args(topology),
+        &patterns_args(topology, iterations),
         Duration::from_secs(1800),
         progress,
     )?;
@@ -174,7 +187,7 @@ fn job(run: &str, topology: &str, progress: Option<testbed::PatternsProgress>) -
     })
 }
 
-fn up(scenario: &Path, run: &str, mode: Mode) -> Result<()> {
+pub(super) fn up(scenario: &Path, run: &str, mode: Mode) -> Result<()> {
     let options = testbed::Options {
         vnetd_args: vec![format!("--vttif-window={VTTIF_WINDOW_S}")],
         ..testbed::Options::default()
@@ -284,10 +297,12 @@ fn read_log(log: &Path) -> Result<Adaptation> {
     Ok(out)
 }
 
-/// One scenario × topology.
+/// One scenario × topology, one of its repeats.
 struct Case {
     scenario: String,
     topology: String,
+    /// Which repeat, from 1.
+    repeat: usize,
     star: Job,
     adapted: Job,
     direct: Job,
@@ -329,7 +344,7 @@ impl Case {
     }
 }
 
-fn scenario_name(path: &Path) -> String {
+pub(super) fn scenario_name(path: &Path) -> String {
     path.file_stem().map_or_else(
         || path.display().to_string(),
         |s| s.to_string_lossy().into_owned(),
@@ -346,67 +361,129 @@ pub fn run(opts: &Options) -> Result<Value> {
     let dir = std::env::temp_dir().join(format!("bench-adapt-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut cases = Vec::new();
-    let total = opts.scenarios.len() * opts.topologies.len();
-    for scenario in &opts.scenarios {
-        for topology in &opts.topologies {
-            let name = scenario_name(scenario);
-            let k = cases.len() + 1;
-            let say =
-                |what: &str| eprintln!("bench adapt: [{k}/{total}] {name} {topology}: {what}");
-            say("star");
-            up(scenario, run, Mode::Vnet)?;
-            let star = job(run, topology, None)?;
-            say(&format!("star {:.1} s; VADAPT", star.total_s));
-            up(scenario, run, Mode::Vnet)?;
-            let log = dir.join(format!("{name}-{}.jsonl", topology.replace(':', "_")));
-            let stderr = log.with_extension("log");
-            let _ = std::fs::remove_file(&log);
-            let adapted = {
-                let _controller = Controller::start(run, star.total_s, &log, &stderr)?;
-                std::thread::sleep(Duration::from_millis(300));
-                job(run, topology, None)?
-            };
-            let adaptation = read_log(&log)?;
-            if adaptation.landed.is_empty() {
-                say(&format!(
-                    "the controller took no action, so this case does not count (its log: {}; its last reason: {})",
-                    log.display(),
-                    adaptation.reasons.last().map_or("none", String::as_str)
-                ));
+    let repeat = opts.repeat.max(1);
+    let total = opts.scenarios.len() * opts.topologies.len() * repeat;
+    for r in 1..=repeat {
+        for scenario in &opts.scenarios {
+            for topology in &opts.topologies {
+                let case = run_case(scenario, topology, r, cases.len() + 1, total, run, &dir)?;
+                cases.push(case);
             }
-            say(&format!("VADAPT {:.1} s; direct", adapted.total_s));
-            up(scenario, run, Mode::Direct)?;
-            let direct = job(run, topology, None)?;
-            testbed::down(run)?;
-            say(&format!("direct {:.1} s", direct.total_s));
-            cases.push(Case {
-                scenario: name,
-                topology: topology.clone(),
-                star,
-                adapted,
-                direct,
-                adaptation,
-            });
         }
     }
     drop(guard);
     print_tables(&cases);
-    // A case in which the controller took no action does not count.
-    let (cases, idle): (Vec<&Case>, Vec<&Case>) =
-        cases.iter().partition(|c| !c.adaptation.landed.is_empty());
-    let all_to_all: Vec<f64> = cases
+    Ok(figures(&cases, repeat))
+}
+
+/// Runs one case: the job on the star, with VADAPT, and direct, each on a fresh run `run`
+/// (`k` of `total` in the progress lines, the controller's log in `dir`).
+fn run_case(
+    scenario: &Path,
+    topology: &str,
+    repeat: usize,
+    k: usize,
+    total: usize,
+    run: &str,
+    dir: &Path,
+) -> Result<Case> {
+    let name = scenario_name(scenario);
+    let say = |what: &str| eprintln!("bench adapt: [{k}/{total}] {name} {topology}: {what}");
+    say("star");
+    up(scenario, run, Mode::Vnet)?;
+    let star = job(run, topology, ITERATIONS, None)?;
+    say(&format!("star {:.1} s; VADAPT", star.total_s));
+    up(scenario, run, Mode::Vnet)?;
+    let log = dir.join(format!(
+        "{name}-{}-{repeat}.jsonl",
+        topology.replace(':', "_")
+    ));
+    let stderr = log.with_extension("log");
+    let _ = std::fs::remove_file(&log);
+    let adapted = {
+        let _controller = Controller::start(run, star.total_s, &log, &stderr)?;
+        std::thread::sleep(Duration::from_millis(300));
+        job(run, topology, ITERATIONS, None)?
+    };
+    let adaptation = read_log(&log)?;
+    if adaptation.landed.is_empty() {
+        say(&format!(
+            "the controller took no action, so this run does not count (its log: {}; its last reason: {})",
+            log.display(),
+            adaptation.reasons.last().map_or("none", String::as_str)
+        ));
+    }
+    say(&format!("VADAPT {:.1} s; direct", adapted.total_s));
+    up(scenario, run, Mode::Direct)?;
+    let direct = job(run, topology, ITERATIONS, None)?;
+    testbed::down(run)?;
+    say(&format!("direct {:.1} s", direct.total_s));
+    Ok(Case {
+        scenario: name,
+        topology: topology.to_string(),
+        repeat,
+        star,
+        adapted,
+        direct,
+        adaptation,
+    })
+}
+
+/// The cases' scenario × topology pairs, each once, sorted.
+fn groups(cases: &[Case]) -> Vec<(&str, &str)> {
+    let mut groups: Vec<(&str, &str)> = cases
         .iter()
-        .filter(|c| c.topology == "all-to-all")
-        .map(|c| c.speedup())
+        .map(|c| (c.scenario.as_str(), c.topology.as_str()))
         .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
+}
+
+/// `f` of the runs of `scenario` × `topology` in which the controller acted, where it has a
+/// value.
+fn counted(
+    cases: &[Case],
+    (scenario, topology): (&str, &str),
+    f: &dyn Fn(&Case) -> Option<f64>,
+) -> Vec<f64> {
+    cases
+        .iter()
+        .filter(|c| c.scenario == scenario && c.topology == topology)
+        .filter(|c| !c.adaptation.landed.is_empty())
+        .filter_map(f)
+        .collect()
+}
+
+/// The JSON figures: per scenario × topology, the median over its repeats in which the
+/// controller acted; then the worst of those medians.
+fn figures(cases: &[Case], repeat: usize) -> Value {
+    // A run in which the controller took no action does not count.
+    let idle: Vec<&Case> = cases
+        .iter()
+        .filter(|c| c.adaptation.landed.is_empty())
+        .collect();
+    let groups = groups(cases);
+    // Per group, the median of `f` over its counted runs (None when none has a value).
+    let per_group = |f: &dyn Fn(&Case) -> Option<f64>, only: Option<&str>| -> Vec<f64> {
+        groups
+            .iter()
+            .filter(|(_, t)| only.is_none_or(|o| o == *t))
+            .filter_map(|&g| {
+                let xs = counted(cases, g, f);
+                (!xs.is_empty()).then(|| median(&xs))
+            })
+            .collect()
+    };
     let max = |xs: Vec<f64>| xs.into_iter().reduce(f64::max);
-    Ok(json!({
-        "cases_without_action": idle.iter().map(|c| format!("{} {}", c.scenario, c.topology)).collect::<Vec<_>>(),
-        "speedup_all_to_all_min": all_to_all.into_iter().reduce(f64::min),
-        "gap_to_direct_pct_max": max(cases.iter().filter_map(|c| c.gap_to_direct_pct()).collect()),
-        "settle_topology_s_max": max(cases.iter().filter_map(|c| c.settle_s(false)).collect()),
-        "settle_migration_ratio_max": max(cases.iter().filter_map(|c| c.migration_ratio()).collect()),
-    }))
+    json!({
+        "repeat": repeat,
+        "cases_without_action": idle.iter().map(|c| format!("{} {} #{}", c.scenario, c.topology, c.repeat)).collect::<Vec<_>>(),
+        "speedup_all_to_all_min": per_group(&|c| Some(c.speedup()), Some("all-to-all")).into_iter().reduce(f64::min),
+        "gap_to_direct_pct_max": max(per_group(&Case::gap_to_direct_pct, None)),
+        "settle_topology_s_max": max(per_group(&|c| c.settle_s(false), None)),
+        "settle_migration_ratio_max": max(per_group(&Case::migration_ratio, None)),
+    })
 }
 
 fn print_tables(cases: &[Case]) {
@@ -414,9 +491,10 @@ fn print_tables(cases: &[Case]) {
         "\nbench adapt: patterns --op exchange --size {SIZE} --iterations {ITERATIONS} --compute {COMPUTE}, 8 guests; VTTIF window {VTTIF_WINDOW_S} s\n"
     );
     println!(
-        "{:<15} {:<11} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8} {:>9} {:>10} {:>8}",
+        "{:<15} {:<11} {:>2} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8} {:>9} {:>10} {:>8}",
         "scenario",
         "topology",
+        "#",
         "star s",
         "VADAPT s",
         "direct s",
@@ -432,9 +510,10 @@ fn print_tables(cases: &[Case]) {
         let opt = |x: Option<f64>, p: usize| x.map_or("-".into(), |x| format!("{x:.p$}"));
         let settled = c.adaptation.landed.last().map(|l| l.unix_s);
         println!(
-            "{:<15} {:<11} {:>8.1} {:>8.1} {:>8.1} {:>7.2}x {:>10} {:>10.3} {:>8} {:>9} {:>10} {:>8}",
+            "{:<15} {:<11} {:>2} {:>8.1} {:>8.1} {:>8.1} {:>7.2}x {:>10} {:>10.3} {:>8} {:>9} {:>10} {:>8}",
             c.scenario,
             c.topology,
+            c.repeat,
             c.star.total_s,
             c.adapted.total_s,
             c.direct.total_s,
@@ -451,9 +530,10 @@ fn print_tables(cases: &[Case]) {
     for c in cases {
         for l in &c.adaptation.landed {
             println!(
-                "  {} {}: +{:.1} s: {} primitives{}",
+                "  {} {} #{}: +{:.1} s: {} primitives{}",
                 c.scenario,
                 c.topology,
+                c.repeat,
                 l.unix_s - c.adapted.start_unix_s,
                 l.primitives,
                 if l.migrations.is_empty() {
@@ -463,6 +543,32 @@ fn print_tables(cases: &[Case]) {
                 }
             );
         }
+    }
+    if cases.iter().all(|c| c.repeat == 1) {
+        return;
+    }
+    println!("\nover the repeats in which the controller acted: median (min-max)");
+    println!(
+        "{:<15} {:<11} {:>7} {:>20} {:>22} {:>20}",
+        "scenario", "topology", "counted", "speedup", "gap %", "settle s"
+    );
+    let groups = groups(cases);
+    for (scenario, topology) in groups {
+        let show = |f: &dyn Fn(&Case) -> Option<f64>, p: usize| {
+            let xs = counted(cases, (scenario, topology), f);
+            if xs.is_empty() {
+                return "-".to_string();
+            }
+            let (m, lo, hi) = spread(&xs);
+            format!("{m:.p$} ({lo:.p$}-{hi:.p$})")
+        };
+        println!(
+            "{scenario:<15} {topology:<11} {:>7} {:>20} {:>22} {:>20}",
+            counted(cases, (scenario, topology), &|_| Some(0.0)).len(),
+            show(&|c| Some(c.speedup()), 2),
+            show(&Case::gap_to_direct_pct, 1),
+            show(&|c| c.settle_s(false).or(c.settle_s(true)), 1),
+        );
     }
 }
 
@@ -517,7 +623,7 @@ pub fn demo(opts: &DemoOptions) -> Result<Value> {
     bar.set_message(format!("{name}: bringing up the overlay's star"));
     up_quietly(&opts.scenario, run, Mode::Vnet)?;
     bar.set_message(format!("{name}: patterns {topology} on the star alone"));
-    let star = job(run, topology, Some(bar_progress(&bar, 0)))?;
+    let star = job(run, topology, ITERATIONS, Some(bar_progress(&bar, 0)))?;
     bar.println(format!(
         "star alone: {:.1} s, median iteration {:.3} s",
         star.total_s,
@@ -553,7 +659,12 @@ pub fn demo(opts: &DemoOptions) -> Result<Value> {
         };
         std::thread::sleep(Duration::from_millis(300));
         bar.set_message(format!("{name}: patterns {topology} with VADAPT"));
-        let job = job(run, topology, Some(bar_progress(&bar, ITERATIONS)));
+        let job = job(
+            run,
+            topology,
+            ITERATIONS,
+            Some(bar_progress(&bar, ITERATIONS)),
+        );
         let _ = watcher.join();
         job?
     };

@@ -1,7 +1,7 @@
 //! `bench fidelity`: does the testbed behave as its scenario says?
 //!
 //! For each scenario it brings the testbed up in `direct` mode and measures, against the
-//! predictions of [`super::model`]:
+//! predictions of [`crate::testbed::model`]:
 //! 1. every link of the scenario (access links and site links), between the two underlay nodes
 //!    whose path makes that link its bottleneck (nearest such pair): the ping RTT (on links whose
 //!    configured RTT is at least 1 ms) and the TCP goodput of one iperf3 flow;
@@ -22,9 +22,9 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use super::common::{machine_ticks, on, output, ping_rtts_us, spread, Runs};
-use super::model::Underlay;
 use crate::patterns::topology::{Graph, Topology};
 use crate::scenario::Scenario;
+use crate::testbed::model::Underlay;
 use crate::testbed::{self, Mode, NodeKind};
 
 /// What to measure, and how often.

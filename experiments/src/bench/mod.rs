@@ -7,7 +7,7 @@ pub mod adapt;
 mod common;
 pub mod dataplane;
 pub mod fidelity;
-pub mod model;
+pub mod links;
 pub mod setup;
 pub mod solvers;
 pub mod vttif;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use experiments::bench::wren;
-use experiments::bench::{adapt, dataplane, fidelity, setup, solvers, vttif};
+use experiments::bench::{adapt, dataplane, fidelity, links, setup, solvers, vttif};
 use experiments::linkemu::accuracy::{self, Config, MeasureOptions};
 
 /// Benchmarks of the testbed and the overlay.
@@ -57,6 +57,17 @@ enum Cmd {
         /// Where the demo writes its SVG report.
         #[arg(long, default_value = "target/vadapt-demo.svg")]
         report: PathBuf,
+        /// Seed 002 Fig. 11 instead: run time as the k heaviest inferred fast-path links are
+        /// added to the star, k = 0..all, on one scenario (default single-cluster) and
+        /// topology (default all-to-all), as a table and a plot (`--plot`).
+        #[arg(long, conflicts_with = "demo")]
+        links: bool,
+        /// Where `--links` writes its SVG plot.
+        #[arg(long, default_value = "target/vadapt-links.svg")]
+        plot: PathBuf,
+        /// Runs of each case (with `--links`: sweeps); the figures are the medians over them.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
     },
     /// VTTIF live at the Proxy, with its default parameters: detection time after a topology
     /// switch, the fastest alternation it follows before damping, spurious changes under
@@ -221,21 +232,40 @@ fn run(cli: Cli) -> Result<()> {
             topologies,
             demo,
             report,
+            links,
+            plot,
+            repeat,
         } => {
             let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-            if demo {
+            // The one scenario (default `default`) and topology (default all-to-all) of `what`.
+            let one = |default: &str, what: &str| -> Result<(PathBuf, String)> {
                 if scenarios.len() > 1 || topologies.len() > 1 {
-                    anyhow::bail!("the demo runs one scenario and one topology");
+                    anyhow::bail!("{what} runs one scenario and one topology");
                 }
-                adapt::demo(&adapt::DemoOptions {
-                    scenario: scenarios
-                        .into_iter()
-                        .next()
-                        .unwrap_or_else(|| dir.join("wan.toml")),
-                    topology: topologies
-                        .into_iter()
-                        .next()
+                Ok((
+                    scenarios
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| dir.join(default)),
+                    topologies
+                        .first()
+                        .cloned()
                         .unwrap_or_else(|| "all-to-all".into()),
+                ))
+            };
+            if links {
+                let (scenario, topology) = one("single-cluster.toml", "--links")?;
+                links::run(&links::Options {
+                    scenario,
+                    topology,
+                    plot,
+                    repeat,
+                })?
+            } else if demo {
+                let (scenario, topology) = one("wan.toml", "the demo")?;
+                adapt::demo(&adapt::DemoOptions {
+                    scenario,
+                    topology,
                     report,
                 })?
             } else {
@@ -252,6 +282,7 @@ fn run(cli: Cli) -> Result<()> {
                     } else {
                         topologies
                     },
+                    repeat,
                 })?
             }
         }

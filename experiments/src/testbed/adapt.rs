@@ -33,7 +33,7 @@ use vadapt::inputs::{Environment, Guest, PathPrior};
 use vadapt::model::Host;
 
 use super::{sibling_binary, vnet, wren, RunState};
-use crate::bench::model::Underlay;
+use crate::testbed::model::Underlay;
 
 /// The bandwidth between two guests of one host, bit/s: they meet in its daemon.
 pub const INTRA_HOST_BPS: f64 = 10e9;

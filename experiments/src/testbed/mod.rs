@@ -8,6 +8,7 @@
 
 pub mod adapt;
 pub mod migrate;
+pub mod model;
 pub mod plan;
 pub mod sys;
 pub mod tinc;
