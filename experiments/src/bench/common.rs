@@ -3,11 +3,18 @@
 //! spread.
 
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use vnetd::control::{Request, Response};
+use vnetd::model::Name;
+use vnetd::online::{Hosts, Session};
 
 use crate::patterns::report::median;
-use crate::testbed;
+use crate::testbed::{self, plan::netns_name, plan::VNET_PORT, sys, vnet};
 
 /// Takes runs down when dropped.
 pub(crate) struct Runs(pub Vec<String>);
@@ -89,4 +96,50 @@ pub(crate) fn spread(xs: &[f64]) -> (f64, f64, f64) {
     let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
     let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (median(xs), min, max)
+}
+
+/// Asks the Proxy of a run for VTTIF's report every `every` until finished, from inside the
+/// Proxy's namespace; keeps what `keep` makes of each report.
+pub(crate) struct Poller<T> {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Result<Vec<T>>>,
+}
+
+impl<T: Send + 'static> Poller<T> {
+    pub(crate) fn start(
+        run: &str,
+        every: Duration,
+        keep: fn(Box<::vttif::Report>) -> T,
+    ) -> Result<Poller<T>> {
+        let key =
+            vnetd::control::read_key_file(&vnet::key_file(run)).map_err(anyhow::Error::msg)?;
+        let hosts = Hosts::load(&vnet::hosts_file(run))?;
+        let netns = netns_name(run, "proxy");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || {
+            sys::in_netns(&netns, move || {
+                let mut session = Session::new(key, hosts, Duration::from_secs(10));
+                let proxy: Name = "proxy".parse()?;
+                let mut kept = Vec::new();
+                while !flag.load(Ordering::Relaxed) {
+                    match session.call(&proxy, VNET_PORT, &Request::AppTopology)? {
+                        Response::AppTopology(r) => kept.push(keep(r)),
+                        other => bail!("the Proxy answered {other:?} to app-topology"),
+                    }
+                    std::thread::sleep(every);
+                }
+                Ok(kept)
+            })
+        });
+        Ok(Poller { stop, handle })
+    }
+
+    /// Stops polling; what was kept, in order.
+    pub(crate) fn finish(self) -> Result<Vec<T>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .join()
+            .unwrap_or_else(|_| bail!("the poller panicked"))
+    }
 }

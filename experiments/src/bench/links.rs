@@ -19,8 +19,7 @@
 //! spread.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -29,7 +28,7 @@ use vnetd::lang;
 use vnetd::model::{LinkKind, Name, Topology};
 
 use super::adapt;
-use super::common::{machine_ticks, output, spread, Runs};
+use super::common::{machine_ticks, spread, Poller, Runs};
 use crate::patterns::report::median;
 use crate::testbed::{plan::Mode, vnet};
 
@@ -84,20 +83,6 @@ fn rank<'a>(
     ranked
 }
 
-/// VTTIF's reports at the Proxy of `run`, one a second until `stop`.
-fn poll_reports(run: &str, proxy: &Name, stop: &AtomicBool) -> Result<Vec<vttif::Report>> {
-    let mut reports = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let mut c = vnet::vnetctl_command(run)?;
-        c.args(["app-topology", proxy.as_str(), "--format", "json"]);
-        let text = output(c, "vnetctl app-topology")?;
-        reports
-            .push(serde_json::from_str(&text).context("VTTIF's report is not the JSON expected")?);
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    Ok(reports)
-}
-
 /// The star plus the fast paths of `pairs`, with their rules.
 fn with_links(star: &Topology, proxy: &Name, pairs: &[(Name, Name)]) -> Topology {
     let mut t = star.clone();
@@ -106,25 +91,6 @@ fn with_links(star: &Topology, proxy: &Name, pairs: &[(Name, Name)]) -> Topology
         lang::add_fast_path(&mut t, &homes, a, b, LinkKind::Udp);
     }
     t
-}
-
-/// Applies `topology` to run `run`'s overlay (from file `file`) and waits for its links.
-fn apply(run: &str, topology: &Topology, file: &Path) -> Result<()> {
-    std::fs::write(file, lang::print(topology))
-        .with_context(|| format!("writing {}", file.display()))?;
-    let file = file.display().to_string();
-    let mut c = vnet::vnetctl_command(run)?;
-    c.args(["apply", &file]);
-    output(c, "vnetctl apply")?;
-    let mut c = vnet::vnetctl_command(run)?;
-    c.args([
-        "wait-up",
-        &file,
-        "--for",
-        &vnet::LINKS_TIMEOUT_SECS.to_string(),
-    ]);
-    output(c, "vnetctl wait-up")?;
-    Ok(())
 }
 
 /// Runs the sweep; prints its table, writes the plot, returns the JSON object.
@@ -147,20 +113,10 @@ pub fn run(opts: &Options) -> Result<Value> {
     let proxy: Name = "proxy".parse().map_err(anyhow::Error::msg)?;
 
     say("the job on the star, VTTIF watched");
-    let stop = AtomicBool::new(false);
-    let (first, reports) = std::thread::scope(|s| {
-        let poller = s.spawn(|| poll_reports(run, &proxy, &stop));
-        let job = adapt::job(run, topology, ITERATIONS, None);
-        stop.store(true, Ordering::Relaxed);
-        let reports = poller
-            .join()
-            .unwrap_or_else(|_| anyhow::bail!("the VTTIF poller panicked"));
-        (job, reports)
-    });
-    let (first, ranked) = (
-        first?,
-        rank(&star, &proxy, reports?.iter().flat_map(|r| &r.matrix)),
-    );
+    let poller = Poller::start(run, Duration::from_secs(1), |r| r.matrix)?;
+    let first = adapt::job(run, topology, ITERATIONS, None);
+    let matrices = poller.finish()?;
+    let (first, ranked) = (first?, rank(&star, &proxy, matrices.iter().flatten()));
     if ranked.first().is_none_or(|(_, t)| *t <= 0.0) {
         anyhow::bail!("VTTIF inferred no traffic between hosts while the job ran on the star");
     }
@@ -174,7 +130,10 @@ pub fn run(opts: &Options) -> Result<Value> {
     for r in 1..=repeat {
         for (k, times) in runs.iter_mut().enumerate() {
             let file = dir.join(format!("links-{k}.vnet"));
-            apply(run, &with_links(&star, &proxy, &pairs[..k]), &file)?;
+            let topology_k = with_links(&star, &proxy, &pairs[..k]);
+            std::fs::write(&file, lang::print(&topology_k))
+                .with_context(|| format!("writing {}", file.display()))?;
+            vnet::apply(run, &file)?;
             let (busy0, total0) = machine_ticks()?;
             let job = adapt::job(run, topology, ITERATIONS, None)?;
             let (busy1, total1) = machine_ticks()?;

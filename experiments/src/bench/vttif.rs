@@ -28,22 +28,17 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use vnetd::control::{Request, Response};
-use vnetd::model::{Mac, Name};
-use vnetd::online::{Hosts, Session};
+use vnetd::model::Mac;
 
-use super::common::{spread, Runs};
+use super::common::{spread, Poller, Runs};
 use super::dataplane;
 use crate::patterns::{Graph, Topology};
 use crate::scenario::guest_mac;
-use crate::testbed::{self, plan::netns_name, plan::VNET_PORT, sys, vnet, Mode};
+use crate::testbed::{self, Mode};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -117,49 +112,9 @@ impl Snap {
     }
 }
 
-/// Asks the Proxy of a run for its VTTIF report every [`POLL`] until stopped.
-struct Poller {
-    stop: Arc<AtomicBool>,
-    handle: JoinHandle<Result<Vec<Snap>>>,
-}
-
-impl Poller {
-    fn start(run: &str) -> Result<Poller> {
-        let key =
-            vnetd::control::read_key_file(&vnet::key_file(run)).map_err(anyhow::Error::msg)?;
-        let hosts = Hosts::load(&vnet::hosts_file(run))?;
-        let netns = netns_name(run, "proxy");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let handle = std::thread::spawn(move || {
-            sys::in_netns(&netns, move || {
-                let mut session = Session::new(key, hosts, Duration::from_secs(10));
-                let proxy: Name = "proxy".parse()?;
-                let mut snaps = Vec::new();
-                while !flag.load(Ordering::Relaxed) {
-                    match session.call(&proxy, VNET_PORT, &Request::AppTopology)? {
-                        Response::AppTopology(r) => snaps.push(Snap::of(&r)),
-                        other => bail!("the Proxy answered {other:?} to app-topology"),
-                    }
-                    std::thread::sleep(POLL);
-                }
-                Ok(snaps)
-            })
-        });
-        Ok(Poller { stop, handle })
-    }
-
-    fn finish(self) -> Result<Vec<Snap>> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle
-            .join()
-            .unwrap_or_else(|_| bail!("the poller panicked"))
-    }
-}
-
 /// Runs patterns with `args` on [`RANKS`] guests while polling; the summary and the reports.
 fn polled_patterns(run: &str, args: &[String]) -> Result<(Value, Vec<Snap>)> {
-    let poller = Poller::start(run)?;
+    let poller = Poller::start(run, POLL, |r| Snap::of(&r))?;
     let summary = testbed::run_patterns(run, Some(RANKS), args, Duration::from_secs(1800));
     let snaps = poller.finish()?;
     Ok((summary?, snaps))

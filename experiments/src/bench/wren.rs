@@ -48,7 +48,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use wren_passive::{Matrix, Measure};
 
-use super::common::{machine_ticks, spread, Runs};
+use super::common::{machine_ticks, output, spread, Runs};
 use crate::scenario::Scenario;
 use crate::testbed::{self, vnet, wren, Mode};
 
@@ -310,26 +310,10 @@ fn row(
 fn apply_mesh(run: &str) -> Result<()> {
     let star = vnet::star_file(run);
     let mesh = vnet::dir(run).join("mesh.vnet");
-    let out = |args: &[&str]| -> Result<String> {
-        let o = vnet::vnetctl_command(run)?
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()?;
-        if !o.status.success() {
-            bail!(
-                "vnetctl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-    };
-    let text = out(&["mesh", &star.display().to_string()])?;
-    std::fs::write(&mesh, text)?;
-    let m = mesh.display().to_string();
-    out(&["apply", &m])?;
-    out(&["wait-up", &m])?;
-    Ok(())
+    let mut c = vnet::vnetctl_command(run)?;
+    c.args(["mesh", &star.display().to_string()]);
+    std::fs::write(&mesh, output(c, "vnetctl mesh")?)?;
+    vnet::apply(run, &mesh)
 }
 
 /// Bytes offered to the run's site link, both directions: the transmit counters of its two

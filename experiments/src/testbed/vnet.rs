@@ -95,6 +95,35 @@ pub fn vnetctl_command(run: &str) -> Result<Command> {
     Ok(c)
 }
 
+/// Brings run `run`'s overlay to the topology in `file` (`vnetctl apply`: the daemons get only
+/// the difference) and waits until its links are up (`vnetctl wait-up`, at most
+/// [`LINKS_TIMEOUT_SECS`]).
+///
+/// # Errors
+/// If `vnetctl` cannot run, or either step fails (with its message).
+pub fn apply(run: &str, file: &Path) -> Result<()> {
+    let file = file.display().to_string();
+    for args in [
+        vec!["apply", &file],
+        vec!["wait-up", &file, "--for", &LINKS_TIMEOUT_SECS.to_string()],
+    ] {
+        let out = vnetctl_command(run)?
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .context("run vnetctl")?;
+        if !out.status.success() {
+            bail!(
+                "`vnetctl {}` on proxy failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Runs `vnetctl ARGS` on the Proxy of run `run` during `up`; returns its stdout. When it fails,
 /// the error ends with the last lines of the logs of the daemons its arguments or its message
 /// name, since a failed `up` removes the logs with the rest of the run.
