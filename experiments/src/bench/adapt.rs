@@ -549,23 +549,37 @@ fn print_tables(cases: &[Case]) {
     }
     println!("\nover the repeats in which the controller acted: median (min-max)");
     println!(
-        "{:<15} {:<11} {:>7} {:>20} {:>22} {:>20}",
-        "scenario", "topology", "counted", "speedup", "gap %", "settle s"
+        "{:<15} {:<11} {:>7} {:>8} {:>8} {:>8} {:>20} {:>22} {:>20}",
+        "scenario",
+        "topology",
+        "counted",
+        "star s",
+        "VADAPT s",
+        "direct s",
+        "speedup",
+        "gap %",
+        "settle s"
     );
-    let groups = groups(cases);
-    for (scenario, topology) in groups {
+    for g in groups(cases) {
+        let median_of = |f: &dyn Fn(&Case) -> Option<f64>| median(&counted(cases, g, f));
         let show = |f: &dyn Fn(&Case) -> Option<f64>, p: usize| {
-            let xs = counted(cases, (scenario, topology), f);
+            let xs = counted(cases, g, f);
             if xs.is_empty() {
                 return "-".to_string();
             }
             let (m, lo, hi) = spread(&xs);
             format!("{m:.p$} ({lo:.p$}-{hi:.p$})")
         };
+        let speedup = |c: &Case| Some(c.speedup());
         println!(
-            "{scenario:<15} {topology:<11} {:>7} {:>20} {:>22} {:>20}",
-            counted(cases, (scenario, topology), &|_| Some(0.0)).len(),
-            show(&|c| Some(c.speedup()), 2),
+            "{:<15} {:<11} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>20} {:>22} {:>20}",
+            g.0,
+            g.1,
+            counted(cases, g, &speedup).len(),
+            median_of(&|c| Some(c.star.total_s)),
+            median_of(&|c| Some(c.adapted.total_s)),
+            median_of(&|c| Some(c.direct.total_s)),
+            show(&speedup, 2),
             show(&Case::gap_to_direct_pct, 1),
             show(&|c| c.settle_s(false).or(c.settle_s(true)), 1),
         );

@@ -55,7 +55,7 @@ enum Cmd {
         #[arg(long)]
         demo: bool,
         /// Where the demo writes its SVG report.
-        #[arg(long, default_value = "target/vadapt-demo.svg")]
+        #[arg(long, default_value = "target/vadapt-demo.svg", requires = "demo")]
         report: PathBuf,
         /// Seed 002 Fig. 11 instead: run time as the k heaviest inferred fast-path links are
         /// added to the star, k = 0..all, on one scenario (default single-cluster) and
@@ -63,10 +63,10 @@ enum Cmd {
         #[arg(long, conflicts_with = "demo")]
         links: bool,
         /// Where `--links` writes its SVG plot.
-        #[arg(long, default_value = "target/vadapt-links.svg")]
+        #[arg(long, default_value = "target/vadapt-links.svg", requires = "links")]
         plot: PathBuf,
         /// Runs of each case (with `--links`: sweeps); the figures are the medians over them.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, conflicts_with = "demo")]
         repeat: usize,
     },
     /// VTTIF live at the Proxy, with its default parameters: detection time after a topology
