@@ -808,3 +808,56 @@ fn write_report(
     }
     std::fs::write(&opts.report, svg).with_context(|| format!("writing {}", opts.report.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(total_s: f64) -> Job {
+        Job {
+            total_s,
+            iter_times_s: vec![1.0],
+            starts_s: vec![0.0],
+            start_unix_s: 100.0,
+        }
+    }
+
+    /// A case whose VADAPT run took `star_s / speedup`; it acted (a plan landed 5 s in) or not.
+    fn case(topology: &str, repeat: usize, speedup: f64, acted: bool) -> Case {
+        let landed = acted.then(|| Landed {
+            unix_s: 105.0,
+            migrations: Vec::new(),
+            primitives: 4,
+            migration_bound_s: 10.0,
+        });
+        Case {
+            scenario: "s".into(),
+            topology: topology.into(),
+            repeat,
+            star: job(60.0),
+            adapted: job(60.0 / speedup),
+            direct: job(10.0),
+            adaptation: Adaptation {
+                landed: landed.into_iter().collect(),
+                reasons: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn figures_are_medians_over_the_runs_that_acted_and_the_worst_case_counts() {
+        let cases = [
+            case("all-to-all", 1, 2.0, true),
+            case("all-to-all", 2, 4.0, true),
+            // Would raise the median to 4 if it counted.
+            case("all-to-all", 3, 10.0, false),
+            case("ring", 1, 1.5, true),
+        ];
+        let v = figures(&cases, 3);
+        assert_eq!(v["speedup_all_to_all_min"], json!(3.0));
+        assert_eq!(v["cases_without_action"], json!(["s all-to-all #3"]));
+        assert_eq!(v["settle_topology_s_max"], json!(5.0));
+        assert_eq!(v["settle_migration_ratio_max"], Value::Null);
+        assert_eq!(v["repeat"], json!(3));
+    }
+}
