@@ -46,7 +46,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::common::{spread, Runs};
+use super::common::{spread, write_out, Runs};
 use crate::patterns::report::median;
 use crate::testbed::{self, plan::Mode};
 
@@ -803,10 +803,7 @@ fn write_report(
             series,
         }],
     );
-    if let Some(parent) = opts.report.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&opts.report, svg).with_context(|| format!("writing {}", opts.report.display()))
+    write_out(&opts.report, &svg)
 }
 
 #[cfg(test)]

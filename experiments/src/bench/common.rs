@@ -91,6 +91,15 @@ pub(crate) fn machine_ticks() -> Result<(u64, u64)> {
     cpu_ticks(&std::fs::read_to_string("/proc/stat").context("read /proc/stat")?)
 }
 
+/// Writes `text` to `path`, creating its directory if need be (a report or a plot).
+pub(crate) fn write_out(path: &std::path::Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Median, min and max.
 pub(crate) fn spread(xs: &[f64]) -> (f64, f64, f64) {
     let min = xs.iter().copied().fold(f64::INFINITY, f64::min);

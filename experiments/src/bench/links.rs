@@ -28,7 +28,7 @@ use vnetd::lang;
 use vnetd::model::{LinkKind, Name, Topology};
 
 use super::adapt;
-use super::common::{machine_ticks, spread, Poller, Runs};
+use super::common::{machine_ticks, spread, write_out, Poller, Runs};
 use crate::patterns::report::median;
 use crate::testbed::{plan::Mode, vnet};
 
@@ -227,10 +227,7 @@ fn write_plot(opts: &Options, name: &str, times: &[f64]) -> Result<()> {
             }],
         }],
     );
-    if let Some(parent) = opts.plot.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&opts.plot, svg).with_context(|| format!("writing {}", opts.plot.display()))
+    write_out(&opts.plot, &svg)
 }
 
 #[cfg(test)]
